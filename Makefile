@@ -1,0 +1,41 @@
+# The README's commands: `make demo` (set up everything, train, evaluate) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch==2.13.0 is the CPU build these machines carry; elsewhere override, e.g. `make setup TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_MINUTES ?= 3
+
+.PHONY: setup data demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Fashion-MNIST: Debian's copy where apt-get works (no network here but package registries), else the canonical download.
+data: setup
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1) || true; fi
+	$(BIN)/allmlp data fetch fashion_mnist
+
+demo: data
+	$(BIN)/allmlp train fashion_mixer train.max_minutes=$(DEMO_MINUTES) --run-dir runs/demo_fashion_mixer
+	$(BIN)/allmlp eval runs/demo_fashion_mixer
+
+test: setup
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: data
+	$(BIN)/python benchmarks/fashion_mnist.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,63 @@
+"""The `allmlp` command: each subcommand lives in its own module and is imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# name -> ("module:function", one-line help); each function takes argv (list[str]) and returns an exit code.
+COMMANDS = {
+    "models": ("allmlp.commands:models_main", "list registered models with parameter counts"),
+    "train": ("allmlp.commands:train_main", "train a preset: allmlp train PRESET [section.key=value ...]"),
+    "eval": ("allmlp.commands:eval_main", "evaluate a run folder on its test data"),
+    "data": ("allmlp.commands:data_main", "fetch or list data sets: allmlp data fetch NAME"),
+    "presets": ("allmlp.commands:presets_main", "list the shipped presets"),
+}
+
+# Errors whose message is the whole story: printed as one line, no traceback (ALLMLP_DEBUG=1 shows it).
+EXPECTED_ERRORS = (ValueError, KeyError, FileNotFoundError, TypeError, OSError, UnicodeDecodeError, ImportError)
+
+
+def usage() -> str:
+    """The top-level help text."""
+    lines = ["usage: allmlp COMMAND [options]   (allmlp COMMAND --help for more)", "", "commands:"]
+    lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"allmlp {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        print(f"allmlp: unknown command {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+              file=sys.stderr)
+        print(usage(), file=sys.stderr)
+        return 2
+    module, function = COMMANDS[name][0].split(":")
+    try:
+        return int(getattr(importlib.import_module(module), function)(rest) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except EXPECTED_ERRORS as err:
+        if os.environ.get("ALLMLP_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"allmlp {name}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

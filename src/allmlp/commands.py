@@ -1,0 +1,165 @@
+"""Subcommands train, eval, models, data and presets of the `allmlp` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"allmlp {prog}", description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def models_main(argv: list[str]) -> int:
+    """`allmlp models`: a table of registered models, their parameter counts and input sizes."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from .models import count_parameters, create_model, list_models, model_info
+
+    parser = _parser("models", "List registered models (parameters counted with default arguments).")
+    parser.add_argument("--task", choices=["image", "text"], help="only models of this task")
+    args = parser.parse_args(argv)
+    table = Table("name", "task", "parameters", "input size")
+    for name in list_models(args.task):
+        info = model_info(name)
+        with torch.device("meta"):
+            params = count_parameters(create_model(name))
+        size = "x".join(map(str, info["input_size"])) if info["input_size"] else "-"
+        table.add_row(name, info["task"], f"{params:,}", size)
+    Console().print(table)
+    return 0
+
+
+def presets_main(argv: list[str]) -> int:
+    """`allmlp presets`: the shipped presets and their model."""
+    from .config import load_preset, preset_names
+
+    _parser("presets", "List the presets shipped with allmlp.").parse_args(argv)
+    for name in preset_names():
+        model = load_preset(name).get("model", {}).get("name", "-")
+        print(f"{name:<28} {model}")
+    return 0
+
+
+TRAIN_EPILOG = """examples:
+  allmlp train fashion_mixer
+  allmlp train fashion_mixer model.depth=6 optim.lr=3e-3 train.max_steps=2000
+  allmlp train fashion_mixer --resume            # continue runs/fashion_mixer where it stopped
+  allmlp train runs/my_run --resume train.max_steps=4000
+  allmlp train fashion_mixer train.devices=2 train.strategy=ddp
+"""
+
+
+def _next_free(path: Path) -> Path:
+    if not path.exists():
+        return path
+    n = 2
+    while path.with_name(f"{path.name}-{n}").exists():
+        n += 1
+    return path.with_name(f"{path.name}-{n}")
+
+
+def train_main(argv: list[str]) -> int:
+    """`allmlp train PRESET [overrides] [--resume]`: train and save a run folder."""
+    import torch
+
+    from .checkpoint import CONFIG, check_run_dir
+    from .config import build_config, load_config
+    from .engine import fit, make_fabric
+    from .models import count_parameters
+    from .tasks import build_experiment
+
+    parser = _parser("train", "Train a model from a preset (or a run folder) with section.key=value overrides.")
+    parser.epilog = TRAIN_EPILOG
+    parser.add_argument("preset", help="preset name (see `allmlp presets`), a YAML file, or a run folder")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=1e-3")
+    parser.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    parser.add_argument("--run-dir", help="run folder (default: train.out_dir/run_name or preset)")
+    args = parser.parse_args(argv)
+
+    source = Path(args.preset)
+    if (source / CONFIG).is_file():
+        cfg = load_config(source / CONFIG)
+        if args.overrides:
+            cfg = _override_loaded(cfg, args.overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else source
+    else:
+        cfg = build_config(args.preset, args.overrides)
+        name = cfg.train.run_name or source.stem
+        run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.train.out_dir) / name
+    if args.resume:
+        check_run_dir(run_dir)
+    fabric = make_fabric(cfg.train)
+    fabric.launch()
+    if not args.resume and not args.run_dir and (run_dir / CONFIG).exists():
+        run_dir = Path(fabric.broadcast(str(_next_free(run_dir)), src=0))
+    fabric.seed_everything(cfg.train.seed, verbose=False)
+    exp = build_experiment(cfg)
+    if fabric.global_rank == 0:
+        print(f"run folder: {run_dir}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters)  "
+              f"torch threads: {torch.get_num_threads()}", flush=True)
+    result = fit(fabric, exp, cfg, run_dir, resume=args.resume)
+    if fabric.global_rank == 0:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float) and "/" in k)
+        print(f"done: step {result['step']} in {result['train_seconds']:.0f} s; {shown}")
+        print(f"saved: {run_dir}")
+    return 0
+
+
+def _override_loaded(cfg, overrides: list[str]):
+    """Apply command-line overrides on top of a config loaded from a run folder."""
+    from .config import build_config
+
+    tree = cfg.to_dict()
+    preset = tree.pop("preset", "")
+    out = build_config(tree, overrides)
+    out.preset = preset
+    return out
+
+
+def eval_main(argv: list[str]) -> int:
+    """`allmlp eval RUN`: metrics of a trained run on held-out data, saved as eval.json in the run folder."""
+    from .checkpoint import load_run
+    from .tasks import task_module
+
+    parser = _parser("eval", "Evaluate a run folder: accuracy and confusion matrix (images), "
+                             "loss / bits per char / perplexity (text).")
+    parser.add_argument("run", help="run folder written by allmlp train")
+    parser.add_argument("--split", default="test", help="which split to evaluate (default: test)")
+    args = parser.parse_args(argv)
+    model, cfg, tokenizer = load_run(args.run)
+    result = task_module(cfg).evaluate_run(model, cfg, Path(args.run), split=args.split, tokenizer=tokenizer)
+    (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2))
+    for key, value in result.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for inner, v in value.items():
+                print(f"  {inner:<14} {v:.4f}")
+        else:
+            print(f"{key:<16} {value:.4f}" if isinstance(value, float) else f"{key:<16} {value}")
+    return 0
+
+
+def data_main(argv: list[str]) -> int:
+    """`allmlp data fetch NAME` / `allmlp data list`: get data sets into the cache."""
+    from .data import registry
+
+    parser = _parser("data", "Fetch data sets into the cache (checksums verified) or list them.")
+    parser.add_argument("action", choices=["fetch", "list"])
+    parser.add_argument("names", nargs="*", help="data set names (see `allmlp data list`)")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        for name, where in registry.available().items():
+            print(f"{name:<16} {where}")
+        return 0
+    if not args.names:
+        parser.error("fetch needs at least one data set name")
+    for name in args.names:
+        print(f"{name}: {registry.fetch(name)}")
+    return 0

@@ -1,0 +1,38 @@
+"""Shared building blocks: the two-layer MLP and the Mixer block (token mixing + channel mixing)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> (dropout) -> Linear: the MLP inside every Mixer block."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden_dim, out_dim or in_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+
+class MixerBlock(nn.Module):
+    """Mixer layer of Tolstikhin et al. 2021: LN -> token-mixing MLP -> residual, LN -> channel MLP -> residual."""
+
+    def __init__(self, num_tokens: int, hidden_dim: int, tokens_mlp_dim: int, channels_mlp_dim: int,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden_dim)
+        self.token_mixing = Mlp(num_tokens, tokens_mlp_dim, dropout=dropout)
+        self.norm2 = nn.LayerNorm(hidden_dim)
+        self.channel_mixing = Mlp(hidden_dim, channels_mlp_dim, dropout=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, N, C) with N tokens (patches) and C channels
+        y = self.norm1(x).transpose(1, 2)  # (B, C, N): the token MLP mixes along N
+        x = x + self.token_mixing(y).transpose(1, 2)
+        return x + self.channel_mixing(self.norm2(x))

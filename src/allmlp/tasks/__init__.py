@@ -1,0 +1,22 @@
+"""Tasks turn a config into an Experiment (model, loss, batches, evaluation) for the engine."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..config import Config
+from ..engine import Experiment
+from ..models import model_info
+
+# Registered model task -> module with build(cfg) -> Experiment and evaluate_run(run_dir, ...) -> dict.
+TASK_MODULES = {"image": "allmlp.tasks.classification", "text": "allmlp.tasks.language"}
+
+
+def task_module(cfg: Config):
+    """The task module that handles the config's model."""
+    return importlib.import_module(TASK_MODULES[model_info(cfg.model.name)["task"]])
+
+
+def build_experiment(cfg: Config) -> Experiment:
+    """Data, model and loss for `cfg`; fills data-derived model arguments (classes, image size) into cfg."""
+    return task_module(cfg).build(cfg)

@@ -1,0 +1,105 @@
+"""Image classification: data tensors, augmentation, cross-entropy loss, accuracy, confusion matrix."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import Config
+from ..data.batches import TensorBatches, iterate_in_order
+from ..data.images import get_dataset, load_images, normalize, random_crop_flip
+from ..engine import Experiment
+from ..models import create_model, model_kwargs
+
+
+def fill_model_args(cfg: Config, in_chans: int, img_size: int, num_classes: int) -> None:
+    """Give the model the data's shape and class count unless the config sets them."""
+    accepted = model_kwargs(cfg.model.name)
+    derived = {"num_classes": num_classes, "n_classes": num_classes, "in_chans": in_chans,
+               "img_size": img_size, "img_shape": [in_chans, img_size, img_size]}
+    for key, value in derived.items():
+        if key in accepted and key not in cfg.model.args:
+            cfg.model.args[key] = value
+
+
+def load_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised float images and labels per split; `data.val_size` images of train become `val`."""
+    spec = get_dataset(cfg.data.name)
+    raw = load_images(cfg.data.name, cfg.data.path or None)
+    splits = {k: (normalize(x, spec.mean, spec.std), y) for k, (x, y) in raw.items()}
+    if cfg.data.val_size > 0:
+        x, y = splits["train"]
+        if cfg.data.val_size >= len(x):
+            raise ValueError(f"data.val_size={cfg.data.val_size} leaves no training images (train has {len(x)})")
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))
+        held, kept = order[:cfg.data.val_size], order[cfg.data.val_size:]
+        splits["val"] = (x[held], y[held])
+        splits["train"] = (x[kept], y[kept])
+    return splits
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits for all images, in batches."""
+    device = next(model.parameters()).device
+    return torch.cat([model(x.to(device)).float().cpu() for (x,) in iterate_in_order([images], batch_size)])
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Mean cross-entropy and accuracy."""
+    return {"loss": F.cross_entropy(logits, labels).item(),
+            "acc": (logits.argmax(1) == labels).float().mean().item()}
+
+
+def build(cfg: Config) -> Experiment:
+    """Experiment for an image classifier on the configured data set."""
+    spec = get_dataset(cfg.data.name)
+    splits = load_splits(cfg)
+    fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
+    model = create_model(cfg.model.name, **cfg.model.args)
+    data = cfg.data
+
+    def augment(batch, generator):
+        images, labels = batch
+        return random_crop_flip(images, data.crop_padding, data.hflip, generator), labels
+
+    train = TensorBatches(splits["train"], data.batch_size, cfg.train.seed, augment if data.augment else None)
+
+    def loss_fn(model, batch):
+        images, labels = batch
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)
+        return loss, {}
+
+    def evaluate(model):
+        out = {}
+        for split in [s for s in ("val", "test") if s in splits]:
+            x, y = splits[split]
+            for key, value in classification_metrics(predict(model, x, data.eval_batch_size), y).items():
+                out[f"{split}/{key}"] = value
+        return out
+
+    return Experiment(model, loss_fn, train, evaluate)
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """counts[true, predicted]."""
+    return torch.bincount(labels * num_classes + predictions, minlength=num_classes**2).view(num_classes, num_classes)
+
+
+def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", tokenizer=None) -> dict:
+    """Accuracy, per-class accuracy and a confusion-matrix PNG for a trained classifier."""
+    from ..viz import plot_confusion_matrix
+
+    spec = get_dataset(cfg.data.name)
+    splits = load_splits(cfg)
+    if split not in splits:
+        raise ValueError(f"split {split!r} not available; choose one of {', '.join(splits)}")
+    x, y = splits[split]
+    logits = predict(model, x, cfg.data.eval_batch_size)
+    matrix = confusion_matrix(logits.argmax(1), y, len(spec.classes))
+    per_class = (matrix.diag().float() / matrix.sum(1).clamp(min=1)).tolist()
+    png = plot_confusion_matrix(matrix, spec.classes, run_dir / f"confusion_{split}.png")
+    return {**{f"{split}/{k}": v for k, v in classification_metrics(logits, y).items()},
+            "per_class_acc": dict(zip(spec.classes, per_class)), "confusion_png": str(png)}

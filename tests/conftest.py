@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny data sets the tests write themselves, and one CPU thread per test process."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Write `array` (uint8) as an IDX file, gzipped when `compress`."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def separable_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 images whose class (0..3) is the quadrant holding a bright square, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    images = rng.integers(0, 60, (n, 28, 28))
+    for i, label in enumerate(labels):
+        r, c = divmod(int(label), 2)
+        images[i, r * 14 + 3:r * 14 + 11, c * 14 + 3:c * 14 + 11] += 180
+    return images.clip(0, 255).astype(np.uint8), labels.astype(np.uint8)
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path) -> Path:
+    """A folder with Fashion-MNIST-named IDX files holding a small learnable 4-class task."""
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    for split, n, seed in (("train", 512, 0), ("t10k", 256, 1)):
+        images, labels = separable_images(n, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+    return folder

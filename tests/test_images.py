@@ -1,0 +1,82 @@
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from allmlp.data.images import DataError, load_images, random_crop_flip, read_cifar_batch, read_idx
+from conftest import write_idx
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_round_trip(tmp_path, compress):
+    array = np.random.default_rng(0).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    path = write_idx(tmp_path / "x-idx3-ubyte", array, compress)
+    assert np.array_equal(read_idx(path), array)
+
+
+def test_truncated_idx_names_file(tmp_path):
+    path = write_idx(tmp_path / "x-idx3-ubyte", np.zeros((4, 28, 28), np.uint8), compress=False)
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DataError, match=r"x-idx3-ubyte: truncated or corrupt IDX file"):
+        read_idx(path)
+
+
+def test_corrupt_gzip_and_bad_magic(tmp_path):
+    bad_gz = tmp_path / "y.gz"
+    bad_gz.write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")[:-6])
+    with pytest.raises(DataError, match="y.gz"):
+        read_idx(bad_gz)
+    magic = tmp_path / "z"
+    magic.write_bytes(b"PK\x03\x04rest")
+    with pytest.raises(DataError, match="z: not an IDX file"):
+        read_idx(magic)
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(DataError, match="data file not found: .*nothing-here"):
+        read_idx(tmp_path / "nothing-here")
+
+
+def _write_cifar_batch(path, n, seed):
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 3072)).astype(np.uint8)
+    labels = rng.integers(0, 10, n).tolist()
+    path.write_bytes(pickle.dumps({b"batch_label": b"x", b"labels": labels, b"data": data}))
+    return data, labels
+
+
+def test_cifar_reader_and_loader(tmp_path):
+    data, labels = _write_cifar_batch(tmp_path / "data_batch_1", 7, 0)
+    for i in range(2, 6):
+        _write_cifar_batch(tmp_path / f"data_batch_{i}", 3, i)
+    _write_cifar_batch(tmp_path / "test_batch", 4, 9)
+    images, read_labels = read_cifar_batch(tmp_path / "data_batch_1")
+    assert images.shape == (7, 3, 32, 32) and np.array_equal(images.reshape(7, -1), data)
+    assert read_labels.tolist() == labels
+    splits = load_images("cifar10", tmp_path)
+    assert splits["train"][0].shape == (19, 3, 32, 32) and splits["test"][1].shape == (4,)
+
+
+def test_corrupt_cifar_batch(tmp_path):
+    (tmp_path / "data_batch_1").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="data_batch_1: not a CIFAR-10 python batch"):
+        read_cifar_batch(tmp_path / "data_batch_1")
+
+
+def test_fashion_loader_from_folder(tiny_fashion):
+    splits = load_images("fashion_mnist", tiny_fashion)
+    assert splits["train"][0].shape == (512, 1, 28, 28) and splits["train"][0].dtype == torch.uint8
+    assert splits["test"][1].shape == (256,)
+
+
+def test_crop_flip_keeps_shape_and_content():
+    images = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    out = random_crop_flip(images, padding=0, hflip=True, generator=torch.Generator().manual_seed(0))
+    for a, b in zip(out, images):
+        assert torch.equal(a, b) or torch.equal(a, b.flip(2))
+    cropped = random_crop_flip(images, padding=1, hflip=False, generator=torch.Generator().manual_seed(1))
+    assert cropped.shape == images.shape
+    # every crop is a shifted window: its nonzero values are a subset of the image's values
+    assert set(cropped[0].unique().tolist()) <= set(images[0].unique().tolist()) | {0.0}
