@@ -32,6 +32,7 @@ class Experiment:
     hooks: list[Hook] = field(default_factory=list)  # called at evaluations with a TensorBoard writer
     tokenizer: object = None  # saved with the checkpoint when present
     samples_per_batch: int = 0  # for throughput; default: the batch's first dimension
+    manual_backward: bool = False  # loss_fn fills .grad itself (hand-written backprop); the engine skips backward
 
 
 def make_fabric(train: TrainConfig):
@@ -245,7 +246,8 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                 batch = tuple(fabric.to_device(t) for t in batch)
                 with fabric.no_backward_sync(model, enabled=micro < accum - 1):
                     loss, extras = exp.loss_fn(model, batch)
-                    fabric.backward(loss / accum)
+                    if not exp.manual_backward:
+                        fabric.backward(loss / accum)
                 window_loss += loss.item() / accum
                 window_samples += exp.samples_per_batch or len(batch[0])
             if cfg.optim.grad_clip > 0:
