@@ -173,3 +173,29 @@ def mlp_mixer_seed(img_shape=(1, 28, 28), patch_size: int = 7, embedding_dim: in
                    mlp_dim: int = 64, clf_dim: int = 512, n_classes: int = 10) -> MLPMixer:
     """The seed-001 `MLPMixer` with its README's MNIST settings."""
     return MLPMixer(img_shape, patch_size, embedding_dim, n_layers, mlp_dim, clf_dim, n_classes)
+
+
+class MlpClassifier(nn.Module):
+    """A plain MLP on flattened pixels: the baseline a vision Mixer must beat."""
+
+    def __init__(self, num_classes: int = 10, img_size=28, in_chans: int = 1, hidden_dims=(256, 256),
+                 dropout: float = 0.0):
+        super().__init__()
+        self.in_chans, self.img_size = in_chans, _pair(img_size)
+        layers, width = [], in_chans * self.img_size[0] * self.img_size[1]
+        for hidden in hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_image(x, self.in_chans, self.img_size, "MlpClassifier")
+        return self.head(self.body(x.flatten(1)))  # (B, C*H*W) -> (B, num_classes)
+
+
+@register_model(input_size=(1, 28, 28))
+def mlp_classifier(num_classes: int = 10, img_size=28, in_chans: int = 1, hidden_dims: tuple = (256, 256),
+                   dropout: float = 0.0) -> MlpClassifier:
+    """Baseline MLP (784-256-256-10 by default) for 28x28 images."""
+    return MlpClassifier(num_classes, img_size, in_chans, hidden_dims, dropout)
