@@ -93,3 +93,29 @@ def test_corrupt_weights_are_a_clear_error(tiny_fashion, tmp_path):
         raise AssertionError("expected CheckpointError")
     except CheckpointError as err:
         assert "model.safetensors: corrupt safetensors file" in str(err)
+
+
+def test_compiled_model_saves_uncompiled_names(tmp_path):
+    from allmlp.checkpoint import save_weights
+
+    model = create_model("mixer_tiny_28", depth=1)
+    compiled = torch.compile(model, backend="eager")
+    save_weights(compiled, tmp_path / "w.safetensors")
+    fresh = create_model("mixer_tiny_28", depth=1)
+    load_weights(fresh, tmp_path / "w.safetensors")
+    from safetensors.torch import load_file
+
+    names = load_file(str(tmp_path / "w.safetensors")).keys()
+    assert not any(n.startswith("_orig_mod") for n in names) and "stem.proj.weight" in names
+    assert torch.equal(fresh.stem.proj.weight, model.stem.proj.weight)
+
+
+def test_fp16_on_cpu_is_a_clear_error():
+    from allmlp.config import ConfigError
+
+    cfg = build_config("fashion_mixer", ["train.precision=16-mixed", "train.accelerator=cpu"])
+    try:
+        make_fabric(cfg.train)
+        raise AssertionError("expected ConfigError")
+    except ConfigError as err:
+        assert "needs a GPU" in str(err)
