@@ -13,6 +13,8 @@ COMMANDS = {
     "eval": ("allmlp.commands:eval_main", "evaluate a run folder on its test data"),
     "data": ("allmlp.commands:data_main", "fetch or list data sets: allmlp data fetch NAME"),
     "presets": ("allmlp.commands:presets_main", "list the shipped presets"),
+    "viz": ("allmlp.viz:main", "write a run's figures (curves, mixing weights, embeddings) as PNGs"),
+    "report": ("allmlp.report:main", "one self-contained HTML page of a run, or a comparison of runs"),
 }
 
 # Errors whose message is the whole story: printed as one line, no traceback (ALLMLP_DEBUG=1 shows it).

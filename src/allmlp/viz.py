@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 
 def _pyplot():
@@ -83,3 +85,381 @@ def plot_char_embeddings(weights: torch.Tensor, chars, path: str | Path, title: 
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG and free it."""
+    plt = _pyplot()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _grid_shape(count: int, max_cols: int = 8) -> tuple[int, int]:
+    """(rows, cols) of a near-square grid holding `count` panels."""
+    cols = min(max_cols, max(1, math.ceil(math.sqrt(count))))
+    return math.ceil(count / cols), cols
+
+
+def tile_images(images: torch.Tensor, max_tiles: int = 64, pad: int = 1) -> torch.Tensor:
+    """Tile images [N, H, W] (or [N, 3, H, W]) into one mosaic [H', W'] (or [3, H', W']), each scaled to [0, 1]."""
+    images = images[:max_tiles].detach().float().cpu()
+    color = images.ndim == 4
+    if not color:
+        images = images.unsqueeze(1)  # (N, 1, H, W)
+    flat = images.flatten(1)
+    low, high = flat.min(1).values, flat.max(1).values
+    images = (images - low.view(-1, 1, 1, 1)) / (high - low).clamp(min=1e-12).view(-1, 1, 1, 1)
+    n, c, h, w = images.shape
+    rows, cols = _grid_shape(n)
+    mosaic = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)  # white separators
+    for i in range(n):
+        r, col = divmod(i, cols)
+        mosaic[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = images[i]
+    return mosaic if color else mosaic[0]
+
+
+def token_mixing_figure(units_per_layer: list[torch.Tensor], title: str = "token-mixing weights"):
+    """One panel per layer; each panel tiles the layer's hidden units [U, gh, gw] reshaped to the patch grid."""
+    plt = _pyplot()
+    rows, cols = _grid_shape(len(units_per_layer), max_cols=4)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows + 0.4), dpi=100, squeeze=False)
+    for ax in axes.flat[len(units_per_layer):]:
+        ax.remove()
+    for i, (ax, units) in enumerate(zip(axes.flat, units_per_layer)):
+        ax.imshow(tile_images(units).numpy(), cmap="RdBu_r", interpolation="nearest")
+        ax.set_title(f"layer {i + 1}: {min(len(units), 64)} of {len(units)} units", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title} (each tile: one hidden unit over the {tuple(units_per_layer[0].shape[1:])} patch grid)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_token_mixing_patches(units_per_layer: list[torch.Tensor], path: str | Path) -> Path:
+    """Vision token-mixing weights as in the Mixer paper: per layer, every hidden unit on the patch grid."""
+    return _save(token_mixing_figure(units_per_layer), path)
+
+
+def mixing_matrix_figure(matrices: list[torch.Tensor], title: str = "token-mixing matrices"):
+    """One panel per layer of [T, T] (or [heads, T, T], heads side by side) position-mixing weights."""
+    plt = _pyplot()
+    rows, cols = _grid_shape(len(matrices), max_cols=4)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows + 0.4), dpi=100, squeeze=False)
+    for ax in axes.flat[len(matrices):]:
+        ax.remove()
+    for i, (ax, matrix) in enumerate(zip(axes.flat, matrices)):
+        matrix = matrix.detach().float().cpu()
+        heads = matrix.shape[0] if matrix.ndim == 3 else 1
+        shown = torch.cat(list(matrix), dim=1) if matrix.ndim == 3 else matrix  # (T, heads * T)
+        limit = shown.abs().max().item() or 1.0
+        ax.imshow(shown.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(f"layer {i + 1}" + (f" ({heads} heads)" if heads > 1 else ""), fontsize=9)
+        ax.set_xlabel("source position")
+        ax.set_ylabel("target position")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_token_mixing_matrices(matrices: list[torch.Tensor], path: str | Path) -> Path:
+    """Text token-mixing matrices per layer (causal ones are lower-triangular) as one PNG."""
+    return _save(mixing_matrix_figure(matrices), path)
+
+
+def patch_filter_images(weight: torch.Tensor) -> torch.Tensor:
+    """Patch-embedding conv weights [C, in, p, p] as images: RGB [C, 3, p, p] for 3 input channels, else [C, p, p]."""
+    weight = weight.detach().float().cpu()
+    return weight if weight.shape[1] == 3 else weight.mean(dim=1)
+
+
+def plot_patch_filters(weight: torch.Tensor, path: str | Path, max_filters: int = 64) -> Path:
+    """The learned linear projections of the patches (the stem's conv filters) as an image grid."""
+    plt = _pyplot()
+    mosaic = tile_images(patch_filter_images(weight), max_tiles=max_filters)
+    fig, ax = plt.subplots(figsize=(6, 6.3), dpi=100)
+    ax.imshow(mosaic.permute(1, 2, 0).numpy() if mosaic.ndim == 3 else mosaic.numpy(), cmap="gray",
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    shown = min(max_filters, weight.shape[0])
+    ax.set_title(f"patch projections: {shown} of {weight.shape[0]} filters ({weight.shape[2]}x{weight.shape[3]} px)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def link_function_figure(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor | None = None,
+                         title: str = "link functions", max_links: int = 16):
+    """Small multiples of a piecewise polynomial layer's links y [out, in, P] over x [P], segment edges dashed."""
+    plt = _pyplot()
+    x, y = x.detach().float().cpu(), y.detach().float().cpu()
+    pairs = [(o, i) for o in range(y.shape[0]) for i in range(y.shape[1])][:max_links]
+    rows, cols = _grid_shape(len(pairs), max_cols=4)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows + 0.5), dpi=100, squeeze=False)
+    for ax in axes.flat[len(pairs):]:
+        ax.remove()
+    for ax, (o, i) in zip(axes.flat, pairs):
+        if edges is not None:
+            for edge in edges.detach().float().cpu().tolist():
+                ax.axvline(edge, color="gray", linestyle="--", linewidth=0.6)
+        ax.plot(x.numpy(), y[o, i].numpy(), color="tab:blue")
+        ax.set_title(f"in {i} -> out {o}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("input", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("output", fontsize=8)
+    fig.suptitle(f"{title} ({len(pairs)} of {y.shape[0] * y.shape[1]} links; dashed: segment edges)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_link_functions(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor | None, path: str | Path,
+                        title: str = "link functions") -> Path:
+    """Learned piecewise polynomial link functions with segment boundaries marked, as a PNG."""
+    return _save(link_function_figure(x, y, edges, title), path)
+
+
+CURVE_METRICS = ("loss", "acc", "bpc")  # what the curves figure plots, when the run logged it
+
+
+def curves_figure(runs: dict[str, list[dict]], title: str = "training curves"):
+    """Loss (and accuracy / bits per char when logged) against step for one or more runs' metrics records."""
+    plt = _pyplot()
+    present = [m for m in CURVE_METRICS if any(m in r for records in runs.values() for r in records)]
+    if not present:
+        raise ValueError("no loss, acc or bpc records to plot (is metrics.jsonl empty?)")
+    fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 4), dpi=100, squeeze=False)
+    styles = {"train": "-", "val": "--", "test": ":"}
+    for ax, metric in zip(axes[0], present):
+        for run_index, (name, records) in enumerate(runs.items()):
+            color = f"C{run_index}"
+            for split, style in styles.items():
+                points = [(r["step"], r[metric]) for r in records if r.get("split") == split and metric in r]
+                if points:
+                    steps, values = zip(*points)
+                    label = split if len(runs) == 1 else f"{name} {split}"
+                    ax.plot(steps, values, style, color=color if len(runs) > 1 else f"C{list(styles).index(split)}",
+                            marker="o" if len(points) < 30 and split != "train" else None, markersize=3, label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric)
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(records: list[dict] | dict[str, list[dict]], path: str | Path, title: str = "training curves") -> Path:
+    """Loss / accuracy curves (train and val/test) from metrics.jsonl records; a dict of runs overlays them."""
+    runs = records if isinstance(records, dict) else {"run": records}
+    return _save(curves_figure(runs, title), path)
+
+
+# ---- looking inside a model: each returns nothing (empty / None) when the model has no such part ----
+
+def find_patch_stem(model: nn.Module) -> nn.Module | None:
+    """The patch-embedding stem: a module with a Conv2d `proj` and a `grid_size` (vision Mixers)."""
+    for module in model.modules():
+        if hasattr(module, "grid_size") and isinstance(getattr(module, "proj", None), nn.Conv2d):
+            return module
+    return None
+
+
+def vision_token_mixing_units(model: nn.Module) -> list[torch.Tensor]:
+    """Per Mixer block, the first token-mixing layer's weights reshaped to the patch grid: [units, gh, gw]."""
+    from .models.mixer import SeedMixerBlock
+
+    stem = find_patch_stem(model)
+    if stem is None:
+        return []
+    gh, gw = stem.grid_size
+    layers = []
+    for module in model.modules():
+        # MixerBlock mixes patches in `token_mixing`; the seed-001 block in `mlp2`
+        mlp = module.mlp2 if isinstance(module, SeedMixerBlock) else getattr(module, "token_mixing", None)
+        fc1 = getattr(mlp, "fc1", None)
+        if isinstance(fc1, nn.Linear) and fc1.in_features == gh * gw:
+            layers.append(fc1.weight.detach().float().cpu().view(-1, gh, gw))  # (units, gh, gw)
+    return layers
+
+
+def text_mixing_matrices(model: nn.Module) -> list[torch.Tensor]:
+    """The text model's per-layer [T, T] / [heads, T, T] position-mixing weights (its inspection hook), or []."""
+    method = getattr(model, "token_mixing_matrices", None)
+    return [m.detach().float().cpu() for m in method()] if callable(method) else []
+
+
+def char_embedding_weights(model: nn.Module) -> torch.Tensor | None:
+    """The text model's character embeddings [V, D] (its `char_embeddings()` hook), or None."""
+    method = getattr(model, "char_embeddings", None)
+    return method().detach().float().cpu() if callable(method) else None
+
+
+def link_function_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every piecewise polynomial layer (modules with a `link_functions` method)."""
+    return [(name or type(model).__name__, m) for name, m in model.named_modules()
+            if callable(getattr(m, "link_functions", None))]
+
+
+def vocab_labels(tokenizer, vocab_size: int) -> list[str]:
+    """Printable label per token id: its character, `<b>` for the line boundary token, `#id` past the chars."""
+    chars = list(getattr(tokenizer, "chars", []) or [])
+    boundary = getattr(tokenizer, "boundary_id", None)
+    return ["<b>" if i == boundary else char_label(chars[i]) if i < len(chars) else f"#{i}" for i in range(vocab_size)]
+
+
+# ---- TensorBoard ----
+
+def _upscale(image: torch.Tensor, min_side: int = 256) -> torch.Tensor:
+    """Nearest-neighbour upscaling of [C, H, W] so small weight images stay visible in TensorBoard."""
+    factor = max(1, min_side // max(image.shape[-2:]))
+    return image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def colorize(values: torch.Tensor, cmap: str = "RdBu_r") -> torch.Tensor:
+    """A 2-D tensor as an RGB image [3, H, W], symmetric around zero, through a matplotlib colormap."""
+    import matplotlib
+
+    values = values.detach().float().cpu()
+    limit = values.abs().max().item() or 1.0
+    rgba = matplotlib.colormaps[cmap](((values / limit + 1) / 2).numpy())  # (H, W, 4)
+    return torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).float()
+
+
+def default_prompt(tokenizer) -> str:
+    """A prompt every tokenizer can encode: empty for line data sets (names, words), else 'The ' when it fits."""
+    if getattr(tokenizer, "boundary_id", None) is not None:
+        return ""
+    return "The " if all(c in set(tokenizer.chars) for c in "The ") else ""
+
+
+def sample_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 200, seed: int = 0) -> str:
+    """Generated text from a language model in eval mode (restoring its mode); ImportError until generate.py exists."""
+    from .generate import generate_text
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=0.8, seed=seed)
+    finally:
+        model.train(was_training)
+
+
+def tensorboard_hook(cfg, tokenizer=None, max_new_tokens: int = 200, link_layers: int = 2):
+    """An engine hook (step, model, writer) adding weight images, embeddings, samples and link functions."""
+    prompt = default_prompt(tokenizer) if tokenizer is not None else ""
+    notes_shown = set()
+
+    def note_once(writer, tag: str, text: str) -> None:
+        if tag not in notes_shown:
+            notes_shown.add(tag)
+            writer.add_text(tag, text, 0)
+
+    def hook(step: int, model: nn.Module, writer) -> None:
+        if writer is None:
+            return
+        for i, units in enumerate(vision_token_mixing_units(model)):
+            writer.add_image(f"token_mixing/layer_{i + 1:02d}", _upscale(tile_images(units).unsqueeze(0)), step)
+        stem = find_patch_stem(model)
+        if stem is not None:
+            mosaic = tile_images(patch_filter_images(stem.proj.weight))
+            writer.add_image("patch_embedding/filters", _upscale(mosaic if mosaic.ndim == 3 else mosaic[None]), step)
+        for i, matrix in enumerate(text_mixing_matrices(model)):
+            shown = torch.cat(list(matrix), dim=1) if matrix.ndim == 3 else matrix  # heads side by side
+            writer.add_image(f"token_mixing/layer_{i + 1:02d}", _upscale(colorize(shown)), step)
+        embeddings = char_embedding_weights(model)
+        if embeddings is not None and tokenizer is not None:
+            writer.add_embedding(embeddings, metadata=vocab_labels(tokenizer, len(embeddings)),
+                                 tag="char_embeddings", global_step=step)
+        for name, layer in link_function_layers(model)[:link_layers]:
+            x, y = layer.link_functions()
+            edges = getattr(layer, "segment_edges", None)
+            writer.add_figure(f"link_functions/{name}", link_function_figure(x, y, edges, f"links of {name}"), step)
+        if tokenizer is not None and hasattr(model, "lm_kind"):
+            try:
+                text = sample_text(model, tokenizer, prompt, max_new_tokens, seed=step)
+            except ImportError:
+                note_once(writer, "samples/skipped", "text samples skipped: allmlp.generate is not available")
+                return
+            except Exception as err:  # a sampling bug must not end a long training run; it is shown instead
+                note_once(writer, "samples/error", f"text sampling failed: {type(err).__name__}: {err}")
+                return
+            writer.add_text("samples/text", "    " + (prompt + text).replace("\n", "\n    "), step)  # code block
+
+    return hook
+
+
+# ---- `allmlp viz RUN` ----
+
+def figures_for_model(model: nn.Module, out_dir: Path, tokenizer=None, link_layers: int = 4) -> dict[str, Path]:
+    """Every weight figure that applies to `model`, written as PNGs into `out_dir`: {figure name: path}."""
+    out_dir = Path(out_dir)
+    figures: dict[str, Path] = {}
+    units = vision_token_mixing_units(model)
+    if units:
+        figures["token_mixing"] = plot_token_mixing_patches(units, out_dir / "token_mixing.png")
+    stem = find_patch_stem(model)
+    if stem is not None:
+        figures["patch_projections"] = plot_patch_filters(stem.proj.weight, out_dir / "patch_projections.png")
+    matrices = text_mixing_matrices(model)
+    if matrices:
+        figures["token_mixing"] = plot_token_mixing_matrices(matrices, out_dir / "token_mixing.png")
+    embeddings = char_embedding_weights(model)
+    if embeddings is not None:
+        labels = vocab_labels(tokenizer, len(embeddings)) if tokenizer is not None else \
+            [str(i) for i in range(len(embeddings))]
+        figures["char_embeddings"] = plot_char_embeddings(embeddings, labels, out_dir / "char_embeddings.png")
+    for index, (name, layer) in enumerate(link_function_layers(model)[:link_layers]):
+        x, y = layer.link_functions()
+        figures[f"link_functions_{index + 1}"] = plot_link_functions(
+            x, y, getattr(layer, "segment_edges", None), out_dir / f"link_functions_{index + 1}.png",
+            title=f"links of {name}")
+    return figures
+
+
+def figures_for_run(run_dir: str | Path, out_dir: str | Path | None = None, confusion: bool = True,
+                    log=print) -> dict[str, Path]:
+    """All figures of a run folder from its checkpoint and metrics.jsonl: curves, weights, confusion matrix."""
+    from .checkpoint import load_run, read_metrics
+    from .models import model_info
+
+    model, cfg, tokenizer = load_run(run_dir)
+    out_dir = Path(out_dir or run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Path] = {}
+    records = read_metrics(run_dir)
+    if any("loss" in r for r in records):
+        figures["curves"] = plot_curves(records, out_dir / "curves.png", title=f"{cfg.model.name}: training curves")
+    figures.update(figures_for_model(model, out_dir, tokenizer))
+    if confusion and model_info(cfg.model.name)["task"] == "image":
+        from .tasks.classification import evaluate_run
+
+        try:
+            result = evaluate_run(model, cfg, out_dir, split="test")
+            figures["confusion_matrix"] = Path(result["confusion_png"])
+        except (OSError, ValueError, KeyError) as err:  # the data set may be absent where the run is viewed
+            log(f"confusion matrix skipped: {err}")
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    """`allmlp viz RUN [--out DIR] [--no-confusion]`: write the run's figures as PNGs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="allmlp viz", description=(
+        "Write PNG figures of a trained run from its checkpoint alone: loss/accuracy curves, token-mixing "
+        "weights per layer, patch projections, character embeddings, confusion matrix, link functions."))
+    parser.add_argument("run", help="run folder written by allmlp train")
+    parser.add_argument("--out", help="folder for the PNGs (default: the run folder)")
+    parser.add_argument("--no-confusion", action="store_true",
+                        help="skip the confusion matrix (it evaluates the model on the test images)")
+    args = parser.parse_args(argv)
+    figures = figures_for_run(args.run, args.out, confusion=not args.no_confusion)
+    for name, path in figures.items():
+        print(f"{name:<20} {path}")
+    return 0
