@@ -71,7 +71,7 @@ def train_main(argv: list[str]) -> int:
 
     from .checkpoint import CONFIG, check_run_dir
     from .config import build_config, load_config
-    from .engine import fit, make_fabric
+    from .engine import fit, make_fabric, shutdown
     from .models import count_parameters
     from .tasks import build_experiment
 
@@ -109,6 +109,7 @@ def train_main(argv: list[str]) -> int:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float) and "/" in k)
         print(f"done: step {result['step']} in {result['train_seconds']:.0f} s; {shown}")
         print(f"saved: {run_dir}")
+    shutdown(fabric)
     return 0
 
 

@@ -37,9 +37,11 @@ class Experiment:
 
 def make_fabric(train: TrainConfig):
     """A Fabric for the configured accelerator, devices, strategy and precision (fp16 on CPU is an error)."""
+    from lightning.fabric import Fabric
+
+    # After the import: importing lightning.fabric sets its logger to INFO, and every DDP rank would print.
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
-    from lightning.fabric import Fabric
 
     accelerator = train.accelerator
     if accelerator == "auto":
@@ -50,6 +52,15 @@ def make_fabric(train: TrainConfig):
         torch.set_num_threads(train.threads)
     return Fabric(accelerator=accelerator, devices=train.devices, strategy=train.strategy,
                   num_nodes=train.num_nodes, precision=train.precision)
+
+
+def shutdown(fabric) -> None:
+    """Wait for every process, then tear the process group down, so that no DDP worker hangs at exit."""
+    import torch.distributed as dist
+
+    if fabric.world_size > 1 and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def build_optimizer(optim: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
