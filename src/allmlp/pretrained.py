@@ -1,0 +1,268 @@
+"""Pretrained Mixer weights: the official google-research `.npz` (flax names) and timm-layout state dicts.
+
+Both layouts are converted to our names (`stem.proj`, `blocks.{i}.token_mixing.fc1`, ...) and loaded into a
+`mixer_*` model, with a new head and token-mixing weights resized over the patch grid where needed.
+`allmlp finetune --weights FILE PRESET` trains from such weights.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Our name inside `blocks.{i}.` -> the flax name inside `MixerBlock_{i}/` (vit_jax/models_mixer.py).
+FLAX_BLOCK_NAMES = {
+    "norm1.weight": "LayerNorm_0/scale", "norm1.bias": "LayerNorm_0/bias",
+    "token_mixing.fc1.weight": "token_mixing/Dense_0/kernel", "token_mixing.fc1.bias": "token_mixing/Dense_0/bias",
+    "token_mixing.fc2.weight": "token_mixing/Dense_1/kernel", "token_mixing.fc2.bias": "token_mixing/Dense_1/bias",
+    "norm2.weight": "LayerNorm_1/scale", "norm2.bias": "LayerNorm_1/bias",
+    "channel_mixing.fc1.weight": "channel_mixing/Dense_0/kernel",
+    "channel_mixing.fc1.bias": "channel_mixing/Dense_0/bias",
+    "channel_mixing.fc2.weight": "channel_mixing/Dense_1/kernel",
+    "channel_mixing.fc2.bias": "channel_mixing/Dense_1/bias",
+}
+FLAX_TOP_NAMES = {
+    "stem.proj.weight": "stem/kernel", "stem.proj.bias": "stem/bias",
+    "norm.weight": "pre_head_layer_norm/scale", "norm.bias": "pre_head_layer_norm/bias",
+    "head.weight": "head/kernel", "head.bias": "head/bias",
+}
+# timm's MixerBlock names -> ours; everything else (stem.proj, norm1, norm2, norm, head) is already the same.
+TIMM_RENAMES = (("mlp_tokens.", "token_mixing."), ("mlp_channels.", "channel_mixing."))
+FLAX_PREFIXES = ("params/", "opt/target/", "target/")
+
+
+class PretrainedError(ValueError):
+    """A weights file does not fit the model; the message lists the keys that differ."""
+
+
+def _flax_to_torch(name: str, array: np.ndarray) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if name.endswith("stem/kernel"):
+        return tensor.permute(3, 2, 0, 1).contiguous()  # conv kernel HWIO -> OIHW
+    if name.endswith("/kernel"):
+        return tensor.t().contiguous()  # dense kernel (in, out) -> Linear weight (out, in)
+    return tensor
+
+
+def from_flax(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Official Mixer `.npz` arrays (flax names, '/'-separated) -> a state dict with our names.
+
+    Names we do not know are kept under `unknown:NAME` so that the loader can list them.
+    """
+    out = {}
+    to_ours = {flax: ours for ours, flax in FLAX_TOP_NAMES.items()}
+    for raw_name, array in arrays.items():
+        name = raw_name
+        for prefix in FLAX_PREFIXES:
+            name = name[len(prefix):] if name.startswith(prefix) else name
+        block = re.fullmatch(r"MixerBlock_(\d+)/(.+)", name)
+        if block and block.group(2) in FLAX_BLOCK_NAMES.values():
+            inner = next(k for k, v in FLAX_BLOCK_NAMES.items() if v == block.group(2))
+            out[f"blocks.{block.group(1)}.{inner}"] = _flax_to_torch(name, array)
+        elif name in to_ours:
+            out[to_ours[name]] = _flax_to_torch(name, array)
+        else:
+            out[f"unknown:{raw_name}"] = torch.from_numpy(np.asarray(array))
+    return out
+
+
+def from_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A timm-layout Mixer state dict (`blocks.{i}.mlp_tokens.fc1`, ...) -> our names; ours pass unchanged."""
+    out = {}
+    for name, tensor in state.items():
+        name = name.removeprefix("module.")
+        for old, new in TIMM_RENAMES:
+            name = name.replace(old, new)
+        out[name] = tensor.float() if tensor.is_floating_point() else tensor
+    return out
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read `.npz` (official flax), `.pth`/`.pt`/`.bin` (torch) or `.safetensors` Mixer weights, in our names."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return from_flax({name: archive[name] for name in archive.files})
+        except (ValueError, OSError) as err:
+            raise PretrainedError(f"{path}: not a readable .npz archive ({err})") from None
+    if suffix in (".pth", ".pt", ".bin"):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch.load raises several kinds on a corrupt or foreign file
+            raise PretrainedError(f"{path}: not a readable torch state dict ({err.__class__.__name__})") from None
+        for wrapper in ("state_dict", "model", "state_dict_ema"):
+            if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+        if not isinstance(state, dict):
+            raise PretrainedError(f"{path}: expected a state dict, found {type(state).__name__}")
+        return from_timm(state)
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return from_timm(load_file(str(path)))
+        except (SafetensorError, OSError) as err:
+            raise PretrainedError(f"{path}: corrupt safetensors file ({err})") from None
+    raise PretrainedError(f"{path}: unknown weights format {suffix!r}; expected .npz, .pth, .pt, .bin or .safetensors")
+
+
+def _square_grid(num_tokens: int, where: str) -> tuple[int, int]:
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise PretrainedError(f"{where}: {num_tokens} tokens is not a square patch grid, so the token-mixing "
+                              f"weights cannot be resized; keep the checkpoint's image size and patch size")
+    return side, side
+
+
+def _resize_grid(values: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], mode: str) -> torch.Tensor:
+    # values: (R, N) with N = src[0] * src[1] laid out row-major over the patch grid -> (R, N')
+    grid = values.reshape(values.shape[0], 1, *src)
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
+    return F.interpolate(grid, size=dst, mode=mode, **kwargs).reshape(values.shape[0], -1)
+
+
+def resize_token_mixing(state: dict[str, torch.Tensor], src: tuple[int, int], dst: tuple[int, int],
+                        mode: str = "bilinear") -> dict[str, torch.Tensor]:
+    """Token-mixing weights of an `src` patch grid resized to a `dst` grid by interpolating over the grid.
+
+    fc1's weights are scaled by N/N' so that a token-mixing sum over N' interpolated tokens keeps the size
+    of the sum over the original N tokens (exact for a nearest-neighbour upscale of an integer factor).
+    """
+    if tuple(src) == tuple(dst):
+        return dict(state)
+    out = dict(state)
+    scale = (src[0] * src[1]) / (dst[0] * dst[1])
+    for name, tensor in state.items():
+        if name.endswith("token_mixing.fc1.weight"):  # (D_S, N)
+            out[name] = _resize_grid(tensor, src, dst, mode) * scale
+        elif name.endswith("token_mixing.fc2.weight"):  # (N, D_S)
+            out[name] = _resize_grid(tensor.t(), src, dst, mode).t().contiguous()
+        elif name.endswith("token_mixing.fc2.bias"):  # (N,)
+            out[name] = _resize_grid(tensor[None], src, dst, mode)[0]
+    return out
+
+
+def _describe(keys: list[str], state: dict, own: dict | None = None) -> str:
+    shown = []
+    for key in keys[:6]:
+        name = key.removeprefix("unknown:")
+        if own is not None:
+            shown.append(f"{name} {tuple(state[key].shape)} vs model {tuple(own[key].shape)}")
+        else:
+            shown.append(name)
+    return ", ".join(shown) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+
+
+def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], new_head: bool = False) -> dict:
+    """Load converted Mixer weights into `model`; returns what was adapted: {"resized": ..., "new_head": ...}.
+
+    `new_head` keeps the model's freshly initialised head (another class count). Token-mixing weights are
+    resized when the patch grid differs; every other mismatch is a PretrainedError listing the keys.
+    """
+    from .checkpoint import unwrap
+    from .models.mixer import MlpMixer
+
+    model = unwrap(model)
+    if not isinstance(model, MlpMixer):
+        raise PretrainedError(f"pretrained Mixer weights need a mixer_* model, not {type(model).__name__}")
+    own = model.state_dict()
+    state = dict(state)
+    if new_head:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        state.update({k: v for k, v in own.items() if k.startswith("head.")})
+    resized = None
+    probe = "blocks.0.token_mixing.fc1.weight"
+    if probe in state and probe in own and state[probe].shape[1] != own[probe].shape[1]:
+        src = _square_grid(state[probe].shape[1], "checkpoint")
+        dst = model.stem.grid_size
+        state = resize_token_mixing(state, src, dst)
+        resized = f"{src[0]}x{src[1]} -> {dst[0]}x{dst[1]} patches"
+    stem = "stem.proj.weight"
+    if stem in state and stem in own and state[stem].shape[2:] != own[stem].shape[2:]:
+        raise PretrainedError(f"stem.proj.weight: the checkpoint's patches are {tuple(state[stem].shape[2:])}, the "
+                              f"model's {tuple(own[stem].shape[2:])}; set model.patch_size={state[stem].shape[2]}")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing: {_describe(missing, state)}")
+        if unexpected:
+            parts.append(f"unexpected: {_describe(unexpected, state)}")
+        if wrong:
+            parts.append(f"wrong shape: {_describe(wrong, state, own)}")
+        raise PretrainedError(f"weights do not fit {type(model).__name__} with {len(model.blocks)} blocks "
+                              f"({'; '.join(parts)})")
+    model.load_state_dict(state)
+    return {"resized": resized, "new_head": new_head}
+
+
+FINETUNE_EPILOG = """examples:
+  allmlp finetune --weights imagenet21k/Mixer-B_16.npz cifar10_mixer_4 model.name=mixer_b16 \\
+      model.patch_size=16 model.img_size=32      # error: a 32 px image has no 16 px patch grid to fit
+  allmlp finetune --weights Mixer-B_16.npz my_preset.yaml model.name=mixer_b16 model.img_size=384
+  allmlp finetune --weights jx_mixer_b16_224-76587d61.pth my_preset.yaml model.name=mixer_b16
+"""
+
+
+def finetune_main(argv: list[str]) -> int:
+    """`allmlp finetune --weights FILE PRESET [overrides]`: train a mixer_* model starting from pretrained weights."""
+    import argparse
+
+    import torch as _torch
+
+    from .checkpoint import CONFIG
+    from .commands import _next_free
+    from .config import build_config
+    from .engine import fit, make_fabric, shutdown
+    from .models import count_parameters
+    from .tasks import build_experiment
+
+    parser = argparse.ArgumentParser(prog="allmlp finetune", epilog=FINETUNE_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Fine-tune a mixer_* model from official .npz or timm-layout "
+                                                 "weights: new head for the data's classes, token-mixing "
+                                                 "weights resized to the new patch grid.")
+    parser.add_argument("--weights", required=True, help="FILE.npz (google-research), .pth/.pt/.bin or .safetensors")
+    parser.add_argument("preset", help="preset name or YAML file (the model must be a mixer_* variant)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. model.img_size=64 optim.lr=1e-4")
+    parser.add_argument("--keep-head", action="store_true", help="load the checkpoint's head too (same classes)")
+    parser.add_argument("--run-dir", help="run folder (default: train.out_dir/<run_name or preset>_finetune)")
+    args = parser.parse_args(argv)
+
+    state = read_weights(args.weights)
+    cfg = build_config(args.preset, args.overrides)
+    name = cfg.train.run_name or f"{Path(args.preset).stem}_finetune"
+    run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.train.out_dir) / name
+    fabric = make_fabric(cfg.train)
+    fabric.launch()
+    if not args.run_dir and (run_dir / CONFIG).exists():
+        run_dir = Path(fabric.broadcast(str(_next_free(run_dir)), src=0))
+    fabric.seed_everything(cfg.train.seed, verbose=False)
+    exp = build_experiment(cfg)
+    report = load_pretrained(exp.model, state, new_head=not args.keep_head)
+    if fabric.global_rank == 0:
+        adapted = ", ".join(filter(None, [report["resized"] and f"token mixing resized {report['resized']}",
+                                          report["new_head"] and "new head"]))
+        print(f"run folder: {run_dir}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters) from "
+              f"{args.weights} ({adapted or 'loaded as is'})  torch threads: {_torch.get_num_threads()}", flush=True)
+    result = fit(fabric, exp, cfg, run_dir)
+    if fabric.global_rank == 0:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float) and "/" in k)
+        print(f"done: step {result['step']} in {result['train_seconds']:.0f} s; {shown}")
+        print(f"saved: {run_dir}")
+    shutdown(fabric)
+    return 0
