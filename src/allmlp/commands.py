@@ -102,6 +102,9 @@ def train_main(argv: list[str]) -> int:
     fabric.seed_everything(cfg.train.seed, verbose=False)
     exp = build_experiment(cfg)
     if fabric.global_rank == 0:
+        from .viz import tensorboard_hook
+
+        exp.hooks.append(tensorboard_hook(cfg, exp.tokenizer))
         print(f"run folder: {run_dir}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters)  "
               f"torch threads: {torch.get_num_threads()}", flush=True)
     result = fit(fabric, exp, cfg, run_dir, resume=args.resume)

@@ -29,7 +29,7 @@ class Experiment:
     loss_fn: LossFn  # (model, batch) -> (scalar loss, extra scalars to log)
     train_batches: object  # data.batches.Batches
     evaluate: Callable[[nn.Module], dict] | None = None  # model -> {"val/loss": ..., ...}
-    hooks: list[Hook] = field(default_factory=list)  # called at evaluations with a TensorBoard writer
+    hooks: list[Hook] = field(default_factory=list)  # called at evaluations (and every train.viz_interval steps) with a TensorBoard writer
     tokenizer: object = None  # saved with the checkpoint when present
     samples_per_batch: int = 0  # for throughput; default: the batch's first dimension
     manual_backward: bool = False  # loss_fn fills .grad itself (hand-written backprop); the engine skips backward
@@ -280,6 +280,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                 progress.update(step)
             if train.eval_interval > 0 and step % train.eval_interval == 0 and step < max_steps:
                 run_evaluation(step)
+            elif is_main and train.viz_interval > 0 and step % train.viz_interval == 0 and step < max_steps:
+                for hook in exp.hooks:  # figures between evaluations; hooks put the model in eval mode if they need it
+                    hook(step, raw_model, writer.tb)
             if train.checkpoint_interval > 0 and step % train.checkpoint_interval == 0 and step < max_steps:
                 save_checkpoint(step)
     except KeyboardInterrupt:

@@ -102,21 +102,29 @@ def _grid_shape(count: int, max_cols: int = 8) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
-def tile_images(images: torch.Tensor, max_tiles: int = 64, pad: int = 1) -> torch.Tensor:
-    """Tile images [N, H, W] (or [N, 3, H, W]) into one mosaic [H', W'] (or [3, H', W']), each scaled to [0, 1]."""
+def tile_images(images: torch.Tensor, max_tiles: int = 64, pad: int = 1, symmetric: bool = False) -> torch.Tensor:
+    """Tile images [N, H, W] (or [N, 3, H, W]) into one mosaic [H', W'] (or [3, H', W']) of values in [0, 1].
+
+    Each tile is scaled on its own: min..max -> 0..1, or with `symmetric` -max|w|..max|w| -> 0..1 so that a zero
+    weight lands on 0.5 (white in a diverging colormap, as are the separators then); else separators are 1.
+    """
     images = images[:max_tiles].detach().float().cpu()
     color = images.ndim == 4
     if not color:
         images = images.unsqueeze(1)  # (N, 1, H, W)
     flat = images.flatten(1)
-    low, high = flat.min(1).values, flat.max(1).values
-    images = (images - low.view(-1, 1, 1, 1)) / (high - low).clamp(min=1e-12).view(-1, 1, 1, 1)
+    if symmetric:
+        limit = flat.abs().max(1).values.clamp(min=1e-12).view(-1, 1, 1, 1)
+        images = (images / limit + 1) / 2
+    else:
+        low, high = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+        images = (images - low) / (high - low).clamp(min=1e-12)
     n, c, h, w = images.shape
     rows, cols = _grid_shape(n)
-    mosaic = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)  # white separators
+    mosaic = torch.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), 0.5 if symmetric else 1.0)
     for i in range(n):
-        r, col = divmod(i, cols)
-        mosaic[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = images[i]
+        top, left = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
+        mosaic[:, top:top + h, left:left + w] = images[i]
     return mosaic if color else mosaic[0]
 
 
@@ -128,7 +136,7 @@ def token_mixing_figure(units_per_layer: list[torch.Tensor], title: str = "token
     for ax in axes.flat[len(units_per_layer):]:
         ax.remove()
     for i, (ax, units) in enumerate(zip(axes.flat, units_per_layer)):
-        ax.imshow(tile_images(units).numpy(), cmap="RdBu_r", interpolation="nearest")
+        ax.imshow(tile_images(units, symmetric=True).numpy(), cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"layer {i + 1}: {min(len(units), 64)} of {len(units)} units", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -364,7 +372,8 @@ def tensorboard_hook(cfg, tokenizer=None, max_new_tokens: int = 200, link_layers
         if writer is None:
             return
         for i, units in enumerate(vision_token_mixing_units(model)):
-            writer.add_image(f"token_mixing/layer_{i + 1:02d}", _upscale(tile_images(units).unsqueeze(0)), step)
+            mosaic = tile_images(units, symmetric=True) * 2 - 1  # back to -1..1 for the diverging colormap
+            writer.add_image(f"token_mixing/layer_{i + 1:02d}", _upscale(colorize(mosaic)), step)
         stem = find_patch_stem(model)
         if stem is not None:
             mosaic = tile_images(patch_filter_images(stem.proj.weight))
