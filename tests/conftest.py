@@ -46,3 +46,20 @@ def tiny_fashion(tmp_path) -> Path:
         write_idx(folder / f"{split}-images-idx3-ubyte", images)
         write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
     return folder
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path) -> Path:
+    """A folder of CIFAR-10 python-pickle batches (data_batch_1..5, test_batch) with 40 / 40 random images."""
+    import pickle
+
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, 8 if name.startswith("data") else 40)
+        data = rng.integers(0, 256, (len(labels), 3 * 32 * 32)).astype(np.uint8)
+        batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
+                 b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    return folder
