@@ -1,0 +1,54 @@
+"""allmlp export: onnx, torchscript and torch.export files give the checkpoint's logits."""
+
+import pytest
+import torch
+
+from allmlp.checkpoint import load_run
+from allmlp.cli import main
+from allmlp.export import ExportError, check_export, export_model, run_exported
+
+TINY = ["model.hidden_dim=16", "model.depth=1", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=16",
+        "model.patch_size=7", "data.batch_size=32", "train.max_steps=2", "train.progress=false",
+        "train.eval_interval=0", "train.checkpoint_interval=0"]
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_fashion):
+    run = tmp_path / "run"
+    assert main(["train", "fashion_mixer", f"data.path={tiny_fashion}", *TINY, "--run-dir", str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
+def test_export_round_trip_gives_checkpoint_logits(tiny_run, tmp_path, capsys, fmt):
+    out = tmp_path / f"exported.{fmt}"
+    assert main(["export", str(tiny_run), "--format", fmt, "--out", str(out)]) == 0
+    assert "max |logit difference|" in capsys.readouterr().out and out.is_file()
+    model, _, _ = load_run(tiny_run)
+    images = torch.randn(5, 1, 28, 28)  # a batch size the exporter never saw
+    with torch.no_grad():
+        expected = model(images)
+    assert torch.allclose(run_exported(out, fmt, images), expected, atol=1e-5)
+
+
+def test_onnx_reference_evaluator_agrees(tiny_run, tmp_path):
+    from onnx.reference import ReferenceEvaluator
+
+    model, _, _ = load_run(tiny_run)
+    out = export_model(model, torch.randn(2, 1, 28, 28), "onnx", tmp_path / "m.onnx")
+    images = torch.randn(3, 1, 28, 28)
+    evaluator = ReferenceEvaluator(str(out))
+    got = torch.from_numpy(evaluator.run(None, {evaluator.input_names[0]: images.numpy()})[0])
+    with torch.no_grad():
+        assert torch.allclose(got, model(images), atol=1e-5)
+
+
+def test_a_wrong_export_is_caught(tiny_run, tmp_path):
+    model, _, _ = load_run(tiny_run)
+    out = export_model(model, torch.randn(2, 1, 28, 28), "torchscript", tmp_path / "m.pt")
+    with torch.no_grad():
+        model.head.bias.add_(1.0)  # the checkpoint moved on: the file no longer matches it
+    with pytest.raises(ExportError, match="differ from the checkpoint's by 1"):
+        check_export(model, out, "torchscript", torch.randn(3, 1, 28, 28))
+    with pytest.raises(ExportError, match="unknown format 'tflite'"):
+        export_model(model, torch.randn(2, 1, 28, 28), "tflite", tmp_path / "m.tflite")
