@@ -43,6 +43,9 @@ class DataConfig:
     train_fraction: float = 0.9
     val_fraction: float = 0.05
     unknown_chars: str = "error"  # "error" or "drop" characters the tokenizer never saw
+    val_lines: int = 0  # line data sets: hold this many shuffled lines out for val (with test_lines: overrides fractions)
+    test_lines: int = 0  # line data sets: ... and this many for test (makemore: 1000)
+    eval_targets: int = 65536  # text: predicted chars evaluated per split during training (0 = all)
     type: str = "auto"  # text samples: auto (from the model), window, causal, centered, sequence
     repeats: int = 1  # high-order nets: passes over the text per epoch
     max_features: int = 16  # high-order nets: context characters fed as features

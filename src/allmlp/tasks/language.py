@@ -1,0 +1,119 @@
+"""Character language modelling: text splits, window / causal / centered batches, loss in nats, bits per char."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import Config, DataConfig
+from ..data.text import LM_KINDS, CharTokenizer, TextBatches, load_text_splits
+from ..engine import Experiment
+from ..models import create_model, model_kwargs
+
+
+def fill_model_args(cfg: Config, tokenizer: CharTokenizer) -> None:
+    """Give the model the vocabulary size, and `data.context_length` when it was set and `model.context_length` not.
+
+    A data.context_length left at its default keeps the model's own default (bengio: 3, causal_mixer: 64).
+    """
+    accepted = model_kwargs(cfg.model.name)
+    if "vocab_size" in accepted and "vocab_size" not in cfg.model.args:
+        cfg.model.args["vocab_size"] = tokenizer.vocab_size
+    data_default = DataConfig().context_length
+    if "context_length" in accepted and "context_length" not in cfg.model.args \
+            and cfg.data.context_length != data_default:
+        cfg.model.args["context_length"] = cfg.data.context_length
+
+
+def sample_kind(cfg: Config, model: nn.Module) -> str:
+    """The sample kind of `data.type` ("auto": the model's `lm_kind`), checked against the model."""
+    model_kind = getattr(model, "lm_kind", None)
+    kind = model_kind if cfg.data.type == "auto" else cfg.data.type
+    if kind not in LM_KINDS:
+        raise ValueError(f"data.type={cfg.data.type!r} for model {cfg.model.name}: expected auto or one of "
+                         f"{', '.join(LM_KINDS)} (the model's lm_kind is {model_kind!r})")
+    if model_kind is not None and kind != model_kind:
+        raise ValueError(f"data.type={kind} does not fit model {cfg.model.name}, a {model_kind} language model")
+    return kind
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
+            reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in nats for logits (B, V) or (B, T, V); targets of -1 are ignored."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=-1,
+                           label_smoothing=label_smoothing, reduction=reduction)
+
+
+@torch.no_grad()
+def stream_loss(model: nn.Module, batches: TextBatches, max_targets: int = 0, batch_size: int = 256) -> float:
+    """Mean loss (nats per char) over the stream of `batches`, windows in order (at most `max_targets`)."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    starts = batches.eval_starts(max_targets)
+    for chunk in starts.split(batch_size):
+        x, y = batches.samples(chunk)
+        logits = model(x.to(device))
+        y = y.to(device)
+        total += lm_loss(logits, y, reduction="sum").item()
+        count += int((y >= 0).sum())
+    return total / max(count, 1)
+
+
+def loss_metrics(split: str, nats: float) -> dict:
+    """Loss in nats, bits per char and perplexity under `split/`."""
+    return {f"{split}/loss": nats, f"{split}/bpc": nats / math.log(2), f"{split}/ppl": math.exp(min(nats, 50.0))}
+
+
+def build(cfg: Config) -> Experiment:
+    """Experiment for a character language model on the configured corpus."""
+    tokenizer, streams = load_text_splits(cfg.data)
+    fill_model_args(cfg, tokenizer)
+    model = create_model(cfg.model.name, **cfg.model.args)
+    kind = sample_kind(cfg, model)
+    context = int(getattr(model, "context_length", cfg.data.context_length))
+    boundary = tokenizer.boundary_id
+
+    def batches_for(split: str, seed: int) -> TextBatches:
+        return TextBatches(streams[split], context, cfg.data.batch_size, seed, kind, boundary)
+
+    train = batches_for("train", cfg.train.seed)
+    held_out = {split: batches_for(split, 0) for split in ("val", "test") if len(streams[split]) > context + 2}
+    manual = cfg.optim.manual_backprop
+
+    def loss_fn(model, batch):
+        x, y = batch
+        if manual:
+            from ..models.scratch import manual_loss_and_grads
+
+            return manual_loss_and_grads(model, x, y), {}
+        return lm_loss(model(x), y, cfg.optim.label_smoothing), {}
+
+    def evaluate(model):
+        out = {}
+        for split, batches in held_out.items():
+            out.update(loss_metrics(split, stream_loss(model, batches, cfg.data.eval_targets,
+                                                       cfg.data.eval_batch_size)))
+        return out
+
+    targets = context if kind == "causal" else 1
+    return Experiment(model, loss_fn, train, evaluate, tokenizer=tokenizer,
+                      samples_per_batch=cfg.data.batch_size * targets, manual_backward=manual)
+
+
+def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", tokenizer=None) -> dict:
+    """Loss (nats), bits per char and perplexity of a trained run on val and test (and `split`), all targets."""
+    tokenizer, streams = load_text_splits(cfg.data, tokenizer)
+    if split not in streams:
+        raise ValueError(f"split {split!r} not available; choose one of {', '.join(streams)}")
+    kind = sample_kind(cfg, model)
+    context = int(getattr(model, "context_length", cfg.data.context_length))
+    out = {}
+    for name in dict.fromkeys(("val", "test", split)):
+        if len(streams[name]) > context + 2:
+            batches = TextBatches(streams[name], context, cfg.data.batch_size, 0, kind, tokenizer.boundary_id)
+            out.update(loss_metrics(name, stream_loss(model, batches, 0, cfg.data.eval_batch_size)))
+    return out
+
