@@ -224,7 +224,7 @@ class CharTokenizer:
                 raise ValueError(f"characters the model never saw: {shown} "
                                  "(drop them with --unknown drop or data.unknown_chars=drop)")
             if warn:
-                warnings.warn(f"dropping {int((~known).sum())} unknown characters: {shown}", stacklevel=2)
+                warnings.warn(f"dropping {int((~known).sum())} unknown characters: {shown}", stacklevel=3)
             positions = positions[known]
         return positions
 

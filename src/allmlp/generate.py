@@ -1,0 +1,278 @@
+"""Sampling from any character language model through its protocol alone; `allmlp generate` and `allmlp chat`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+
+DEFAULT_MAX_NEW_TOKENS = 200
+
+
+def pad_id(tokenizer) -> int:
+    """The id that fills a short context: the boundary (line data), else a newline or space, else id 0."""
+    if tokenizer.boundary_id is not None:
+        return tokenizer.boundary_id
+    for char in ("\n", " "):
+        if char in tokenizer.stoi:
+            return tokenizer.stoi[char]
+    return 0
+
+
+def start_ids(tokenizer, prompt_ids: list[int]) -> list[int]:
+    """The history generation starts from: line data always begins with the boundary; an empty prompt is a newline."""
+    if tokenizer.boundary_id is not None and (not prompt_ids or prompt_ids[0] != tokenizer.boundary_id):
+        return [tokenizer.boundary_id] + prompt_ids
+    return prompt_ids or [pad_id(tokenizer)]
+
+
+def model_input(model: nn.Module, tokenizer, history: list[int]) -> torch.Tensor:
+    """The (1, T) ids the model sees: the last chars of `history` (of the current line), padded as in training."""
+    T, kind = int(model.context_length), getattr(model, "lm_kind", "window")
+    boundary = tokenizer.boundary_id
+    if boundary is not None and boundary in history:
+        last = len(history) - 1 - history[::-1].index(boundary)
+        history = history[last:]  # training never shows a model two lines in one context
+    pad = pad_id(tokenizer)
+    if kind == "causal":
+        ids = history[-T:]
+    elif kind == "centered":
+        # The char to guess sits in the middle: the left half is the history, the right half padding.
+        middle = T // 2
+        left = history[-middle:] if middle else []
+        ids = [pad] * (middle - len(left)) + left + [pad] * (T - middle)
+    else:
+        ids = history[-T:]
+        ids = [pad] * (T - len(ids)) + ids
+    device = next(model.parameters()).device
+    return torch.tensor([ids], dtype=torch.long, device=device)
+
+
+def next_char_logits(model: nn.Module, tokenizer, history: list[int]) -> torch.Tensor:
+    """Logits (V,) of the char that follows `history`, for window, centered or causal models."""
+    logits = model(model_input(model, tokenizer, history))
+    return (logits[0, -1] if logits.ndim == 3 else logits[0]).float()
+
+
+def sample_id(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+              generator: torch.Generator | None = None) -> int:
+    """One id from logits (V,): greedy at temperature 0, else softmax(logits / T) restricted to top-k / top-p."""
+    if temperature <= 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k is not None and 0 < top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the smallest set reaching top_p (>= 1 id)
+        logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
+    probs = logits.softmax(-1).cpu()
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """One-line errors for sampling settings out of range."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+@torch.no_grad()
+def stream_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                seed: int | None = None, unknown: str = "error",
+                generator: torch.Generator | None = None) -> Iterator[str]:
+    """Yield the chars generated after `prompt`, one at a time (unknown prompt chars: "error" or "drop")."""
+    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    history = start_ids(tokenizer, tokenizer.encode(prompt, unknown=unknown))
+    if generator is None:
+        generator = torch.Generator()
+        generator.manual_seed(seed) if seed is not None else generator.seed()
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(max_new_tokens):
+            next_id = sample_id(next_char_logits(model, tokenizer, history), temperature, top_k, top_p, generator)
+            history.append(next_id)
+            yield tokenizer.chars[next_id]
+    finally:
+        model.train(was_training)
+
+
+def generate_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                  seed: int | None = None, unknown: str = "error") -> str:
+    """The text generated after `prompt` (without the prompt)."""
+    return "".join(stream_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, unknown))
+
+
+# The language-interpolation seed's names for the same settings (`topk=2 num_predict=1000 prompts=[...]`).
+KEY_ALIASES = {"topk": "top_k", "top_k": "top_k", "topp": "top_p", "top_p": "top_p", "num_predict": "max_new_tokens",
+               "max_new_tokens": "max_new_tokens", "temperature": "temperature", "seed": "seed",
+               "prompts": "prompts", "prompt": "prompts"}
+
+
+def apply_key_values(args: argparse.Namespace, items: list[str]) -> None:
+    """Fold `key=value` words (seed-style names) into the parsed arguments."""
+    from .config import parse_value
+
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in KEY_ALIASES:
+            raise ValueError(f"unexpected argument {item!r}: use --options or key=value with key one of "
+                             f"{', '.join(sorted(KEY_ALIASES))}")
+        value = parse_value(text)
+        name = KEY_ALIASES[key]
+        if name == "prompts":
+            args.prompt = (args.prompt or []) + [str(p) for p in (value if isinstance(value, list) else [text])]
+        else:
+            setattr(args, name, value)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options generate and chat share."""
+    parser.add_argument("run", help="run folder written by allmlp train")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="chars to generate")
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy; <1 sharper, >1 flatter")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest chars")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus: the likeliest chars up to this mass")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one)")
+    parser.add_argument("--unknown", choices=["error", "drop"], default=None,
+                        help="prompt chars the model never saw (default: the run's data.unknown_chars)")
+
+
+def load_for_sampling(run: str):
+    """(model, cfg, tokenizer) of a text run folder, or a one-line error when it is not a language model."""
+    from .checkpoint import load_run
+
+    model, cfg, tokenizer = load_run(run)
+    if tokenizer is None or not hasattr(model, "context_length"):
+        raise ValueError(f"{run} is not a character language model run (no tokenizer.json or context_length)")
+    return model, cfg, tokenizer
+
+
+def generate_main(argv: list[str]) -> int:
+    """`allmlp generate RUN --prompt ...`: stream generated text to stdout, one block per prompt."""
+    parser = argparse.ArgumentParser(prog="allmlp generate", description="Generate text from a trained language "
+                                     "model. Also takes key=value words: topk=2 num_predict=1000 "
+                                     "prompts='[\"Who are you?\"]'.")
+    add_sampling_arguments(parser)
+    parser.add_argument("--prompt", action="append", help="text to continue (repeat for several prompts)")
+    parser.add_argument("--reapply", type=int, default=0, metavar="N",
+                        help="centered models: rewrite the prompt N times with the automaton instead")
+    args, extra = parser.parse_known_args(argv)
+    apply_key_values(args, extra)
+    model, cfg, tokenizer = load_for_sampling(args.run)
+    unknown = args.unknown or cfg.data.unknown_chars
+    prompts = args.prompt or [""]
+    if args.reapply:
+        if getattr(model, "lm_kind", None) != "centered":
+            raise ValueError(f"--reapply needs a centered model; {args.run} holds a {model.lm_kind} model")
+        from .automaton import reapply
+
+        for prompt in prompts:
+            print(reapply(model, tokenizer, prompt, args.reapply))
+        return 0
+    for prompt in prompts if unknown == "error" else []:  # every prompt is checked before any text is written
+        tokenizer.encode(prompt)
+    for number, prompt in enumerate(prompts):
+        if number:
+            print("\n" + "-" * 40)
+        sys.stdout.write(prompt)
+        seed = None if args.seed is None else args.seed + number
+        for char in stream_text(model, tokenizer, prompt, args.max_new_tokens, args.temperature, args.top_k,
+                                args.top_p, seed, unknown):
+            sys.stdout.write(char)
+            sys.stdout.flush()
+        print()
+    return 0
+
+
+CHAT_HELP = """commands:
+  /temp X    sampling temperature (0 = greedy)
+  /topk K    sample among the K likeliest chars (0 = off)
+  /topp P    nucleus sampling mass (0 or 1 = off)
+  /len N     chars generated per answer
+  /help      this text
+  /quit      leave (Ctrl-D too)"""
+
+
+def chat_command(line: str, settings: dict) -> str | None:
+    """Apply a /command to the chat settings; returns a message, or None to quit."""
+    name, _, value = line.strip().partition(" ")
+    if name in ("/quit", "/exit", "/q"):
+        return None
+    if name == "/help":
+        return CHAT_HELP
+    keys = {"/temp": ("temperature", float), "/topk": ("top_k", int), "/topp": ("top_p", float),
+            "/len": ("max_new_tokens", int)}
+    if name not in keys:
+        return f"unknown command {name!r}; /help lists them"
+    key, cast = keys[name]
+    try:
+        parsed = cast(value)
+    except ValueError:
+        return f"{name} needs a number, got {value!r}"
+    if key in ("top_k", "top_p") and parsed in (0, 1.0 if key == "top_p" else 0):
+        parsed = None
+    trial = {**settings, key: parsed}
+    try:
+        check_sampling(trial["max_new_tokens"], trial["temperature"], trial["top_k"], trial["top_p"])
+    except ValueError as err:
+        return str(err)
+    settings[key] = parsed
+    return f"{key} = {parsed}"
+
+
+def chat_main(argv: list[str], stdin=None, stdout=None) -> int:
+    """`allmlp chat RUN`: read prompts (interactive or piped), answer each with generated text; /help for commands."""
+    parser = argparse.ArgumentParser(prog="allmlp chat", description="Chat with a trained language model: "
+                                     "each line you enter is continued by the model. " + CHAT_HELP)
+    add_sampling_arguments(parser)
+    args = parser.parse_args(argv)
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    model, cfg, tokenizer = load_for_sampling(args.run)
+    settings = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+                "top_p": args.top_p}
+    check_sampling(**settings)
+    unknown = args.unknown or cfg.data.unknown_chars
+    generator = torch.Generator()
+    generator.manual_seed(args.seed) if args.seed is not None else generator.seed()
+    interactive = stdin.isatty()
+    if interactive:
+        stdout.write(f"{cfg.model.name} (context {model.context_length} chars). Please enter a prompt; /help for "
+                     "commands, /quit to leave.\n")
+    while True:
+        if interactive:
+            stdout.write("> ")
+            stdout.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        prompt = line.rstrip("\n")
+        if prompt.startswith("/"):
+            message = chat_command(prompt, settings)
+            if message is None:
+                break
+            stdout.write(message + "\n")
+            continue
+        try:
+            stream = stream_text(model, tokenizer, prompt, unknown=unknown, generator=generator, **settings)
+            for char in stream:
+                stdout.write(char)
+                stdout.flush()
+        except ValueError as err:  # e.g. unknown chars: say so and keep chatting
+            stdout.write(f"error: {err}")
+        stdout.write("\n")
+        stdout.flush()
+    return 0
