@@ -5,7 +5,9 @@ import torch
 
 from allmlp.checkpoint import load_run
 from allmlp.cli import main
-from allmlp.export import ExportError, check_export, export_model, run_exported
+from allmlp.config import build_config
+from allmlp.export import ExportError, check_export, example_input, export_model, run_exported
+from allmlp.models import create_model, list_models
 
 TINY = ["model.hidden_dim=16", "model.depth=1", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=16",
         "model.patch_size=7", "data.batch_size=32", "train.max_steps=2", "train.progress=false",
@@ -52,3 +54,15 @@ def test_a_wrong_export_is_caught(tiny_run, tmp_path):
         check_export(model, out, "torchscript", torch.randn(3, 1, 28, 28))
     with pytest.raises(ExportError, match="unknown format 'tflite'"):
         export_model(model, torch.randn(2, 1, 28, 28), "tflite", tmp_path / "m.tflite")
+
+
+@pytest.mark.skipif("causal_mixer" not in list_models(), reason="needs the causal Mixer LM")
+def test_text_model_exports_with_token_inputs(tmp_path):
+    cfg = build_config({"model": {"name": "causal_mixer", "vocab_size": 20, "context_length": 16}})
+    model = create_model("causal_mixer", **cfg.model.args).eval()
+    example = example_input(model, cfg)
+    assert example.dtype == torch.long and example.shape == (2, 16) and int(example.max()) < 20
+    out = export_model(model, example, "torchscript", tmp_path / "lm.pt")
+    assert check_export(model, out, "torchscript", example_input(model, cfg, 3)) < 1e-6
+    with pytest.raises(ExportError, match="must end in .pt2"):
+        export_model(model, example, "pt2", tmp_path / "lm.pt")

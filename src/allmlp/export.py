@@ -44,6 +44,8 @@ def _batch_dim():
 def export_model(model: nn.Module, example: torch.Tensor, fmt: str, out: str | Path) -> Path:
     """Write `model` (eval mode) to `out` in `fmt`, with a dynamic batch dimension."""
     out = Path(out)
+    if fmt == "pt2" and out.suffix != ".pt2":
+        raise ExportError(f"--out {out}: torch.export archives must end in .pt2")
     model = model.eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
