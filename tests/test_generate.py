@@ -1,0 +1,122 @@
+"""Generation and chat: one protocol for window, centered and causal models; sampling rules; piped chat."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from allmlp.checkpoint import save_run
+from allmlp.cli import main
+from allmlp.config import build_config
+from allmlp.data.text import BOUNDARY, CharTokenizer
+from allmlp.generate import chat_main, generate_text, model_input, sample_id
+from allmlp.models import create_model
+
+TINY = {"causal_mixer": dict(embedding_dim=8, depth=1, channels_mlp_dim=16, num_heads=1),
+        "chat_mixer": dict(embedding_dim=8, depth=1, tokens_mlp_dim=4, channels_mlp_dim=16)}
+
+
+class Centered(torch.nn.Module):
+    """A centered model: guesses the char after the middle's left neighbour (enough to test the protocol)."""
+
+    lm_kind = "centered"
+
+    def __init__(self, vocab_size: int, context_length: int):
+        super().__init__()
+        self.context_length, self.vocab_size = context_length, vocab_size
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, idx):
+        left = idx[:, self.context_length // 2 - 1]
+        return torch.nn.functional.one_hot((left + 1) % self.vocab_size, self.vocab_size).float() * 10 * self.scale
+
+
+def tiny_run(tmp_path: Path, name: str = "causal_mixer", text: str = "hello world\n", boundary=None) -> Path:
+    """A saved, untrained run folder of a tiny text model."""
+    tokenizer = CharTokenizer(text, boundary)
+    cfg = build_config({"model": {"name": name, "vocab_size": tokenizer.vocab_size, "context_length": 8,
+                                  **TINY[name]}, "data": {"name": "text", "path": "unused.txt"}})
+    torch.manual_seed(0)
+    run = tmp_path / name
+    save_run(run, create_model(cfg.model.name, **cfg.model.args), cfg, tokenizer)
+    return run
+
+
+@pytest.mark.parametrize("name", ["causal_mixer", "chat_mixer"])
+def test_window_and_causal_models_generate_through_one_protocol(name):
+    tokenizer = CharTokenizer("abcdefgh ")
+    torch.manual_seed(0)
+    model = create_model(name, vocab_size=tokenizer.vocab_size, context_length=8, **TINY[name])
+    text = generate_text(model, tokenizer, "abc" * 9, 40, seed=1)  # a prompt longer than the context
+    assert len(text) == 40 and set(text) <= set(tokenizer.chars)
+    assert generate_text(model, tokenizer, "abc", 40, seed=1) == generate_text(model, tokenizer, "abc", 40, seed=1)
+    assert len(generate_text(model, tokenizer, "", 5, temperature=0)) == 5  # empty prompt: starts from a newline
+
+
+def test_centered_models_generate_too():
+    tokenizer = CharTokenizer("abcd")
+    model = Centered(tokenizer.vocab_size, 6)
+    assert generate_text(model, tokenizer, "ab", 6, temperature=0) == "cdabcd"
+
+
+def test_context_is_cut_padded_and_reset_at_line_boundaries():
+    tokenizer = CharTokenizer("abc", BOUNDARY)  # ids: \n=0 a=1 b=2 c=3
+    window = create_model("chat_mixer", vocab_size=4, context_length=4, **TINY["chat_mixer"])
+    causal = create_model("causal_mixer", vocab_size=4, context_length=4, **TINY["causal_mixer"])
+    assert model_input(window, tokenizer, [0, 1]).tolist() == [[0, 0, 0, 1]]
+    assert model_input(window, tokenizer, [0, 1, 2, 3, 1, 2, 3]).tolist() == [[2, 3, 1, 2, 3][-4:]]
+    assert model_input(causal, tokenizer, [0, 1, 2, 0, 3]).tolist() == [[0, 3]]  # the previous line is gone
+    assert model_input(causal, tokenizer, [0, 1, 2, 3, 1, 2]).tolist() == [[2, 3, 1, 2]]
+
+
+def test_sampling_rules():
+    logits = torch.tensor([1.0, 3.0, 2.0, 0.5])
+    generator = torch.Generator().manual_seed(0)
+    assert sample_id(logits, temperature=0) == 1
+    assert {sample_id(logits, 1.0, top_k=1, generator=generator) for _ in range(20)} == {1}
+    assert {sample_id(logits, 1.0, top_p=0.01, generator=generator) for _ in range(20)} == {1}
+    assert {sample_id(logits, 5.0, top_k=2, generator=generator) for _ in range(200)} == {1, 2}
+    assert len({sample_id(logits, 5.0, generator=generator) for _ in range(200)}) == 4
+
+
+def test_chat_answers_each_piped_line_and_obeys_commands(tmp_path):
+    run = tiny_run(tmp_path)
+    stdin = io.StringIO("hello\n/len 7\n/temp 0\n/topk 3\nwor\n/bogus\nhelXo\n/quit\nnever read\n")
+    stdout = io.StringIO()
+    assert chat_main([str(run), "--max-new-tokens", "12", "--seed", "0"], stdin=stdin, stdout=stdout) == 0
+    lines = stdout.getvalue().split("\n")
+    answers = [lines[0], lines[4]]
+    assert len(answers[0]) == 12 and len(answers[1]) == 7
+    assert lines[1:4] == ["max_new_tokens = 7", "temperature = 0.0", "top_k = 3"]
+    assert lines[5].startswith("unknown command '/bogus'") and "never saw: 'X'" in lines[6]
+
+
+def test_chat_command_reads_piped_stdin_until_eof(tmp_path):
+    run = tiny_run(tmp_path, "chat_mixer", "abc ")
+    result = subprocess.run([str(Path(sys.executable).with_name("allmlp")), "chat", str(run), "--max-new-tokens",
+                             "5", "--seed", "0"], input="ab\n\nca\n", capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split("\n")) == 4 and all(len(line) == 5 for line in result.stdout.split("\n")[:3])
+
+
+def test_generate_command_prompts_and_seed_style_arguments(tmp_path, capsys):
+    run = tiny_run(tmp_path)
+    assert main(["generate", str(run), "--prompt", "he", "--prompt", "wo", "--max-new-tokens", "9", "--seed", "3",
+                 "topk=2"]) == 0
+    first, second = capsys.readouterr().out.split("\n" + "-" * 40 + "\n")
+    assert first.startswith("he") and len(first.strip("\n")) >= 2 and second.startswith("wo")
+    assert main(["generate", str(run), "num_predict=4", 'prompts=["ol", "lo"]', "temperature=0"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ol") and "\nlo" in out
+    assert main(["generate", str(run), "--prompt", "hi?"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "never saw: '?', 'i'" in captured.err
+    with pytest.warns(UserWarning, match="dropping 2 unknown"):
+        assert main(["generate", str(run), "--prompt", "hi?", "--unknown", "drop", "--max-new-tokens", "3"]) == 0
+    assert main(["generate", str(run), "--reapply", "2"]) == 2
+    assert "needs a centered model" in capsys.readouterr().err
