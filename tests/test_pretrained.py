@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from allmlp.checkpoint import load_run
 from allmlp.cli import main
 from allmlp.models import create_model
 from allmlp.models.blocks import MixerBlock
@@ -166,13 +167,15 @@ def test_new_head_and_new_resolution(tmp_path):
 def test_finetune_cli_trains_from_npz_on_cifar_batches(tmp_path, tiny_cifar, capsys):
     np.savez(tmp_path / "p4.npz", **official_arrays(tokens=64, hidden=16))
     code = main(["finetune", "--weights", str(tmp_path / "p4.npz"), "cifar10_mixer_1", f"data.path={tiny_cifar}",
-                 "model.name=mixer_s16", "model.img_size=32", "model.patch_size=4", "model.hidden_dim=16",
+                 "--model", "mixer_s16", "model.img_size=32", "model.patch_size=4", "model.hidden_dim=16",
                  "model.depth=2", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=32", "data.batch_size=16",
                  "data.val_size=0", "train.max_steps=2", "train.max_epochs=0", "train.progress=false",
                  "--run-dir", str(tmp_path / "run")])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "new head" in out and (tmp_path / "run" / "model.safetensors").is_file()
+    assert "new head" in out and "token mixing resized" not in out
+    model, cfg, _ = load_run(tmp_path / "run")  # the run reloads as a plain mixer_s16 run
+    assert cfg.model.name == "mixer_s16" and cfg.model.args["num_classes"] == 10 and cfg.model.args["depth"] == 2
     code = main(["finetune", "--weights", str(tmp_path / "p4.npz"), "cifar10_mixer_1", f"data.path={tiny_cifar}",
                  "data.val_size=0", "--run-dir", str(tmp_path / "run2")])
     assert code == 2 and "wrong shape" in capsys.readouterr().err

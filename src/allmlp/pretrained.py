@@ -211,10 +211,9 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], new_head: 
 
 
 FINETUNE_EPILOG = """examples:
-  allmlp finetune --weights imagenet21k/Mixer-B_16.npz cifar10_mixer_4 model.name=mixer_b16 \\
-      model.patch_size=16 model.img_size=32      # error: a 32 px image has no 16 px patch grid to fit
-  allmlp finetune --weights Mixer-B_16.npz my_preset.yaml model.name=mixer_b16 model.img_size=384
-  allmlp finetune --weights jx_mixer_b16_224-76587d61.pth my_preset.yaml model.name=mixer_b16
+  allmlp finetune --weights Mixer-B_16.npz cifar10_mixer_4 --model mixer_b16 model.img_size=64 data.val_size=0
+  allmlp finetune --weights jx_mixer_b16_224-76587d61.pth my_preset.yaml --model mixer_b16 model.img_size=384
+--model NAME replaces the preset's model section (its dimensions) by the variant NAME with its defaults.
 """
 
 
@@ -226,7 +225,7 @@ def finetune_main(argv: list[str]) -> int:
 
     from .checkpoint import CONFIG
     from .commands import _next_free
-    from .config import build_config
+    from .config import build_config, load_preset
     from .engine import fit, make_fabric, shutdown
     from .models import count_parameters
     from .tasks import build_experiment
@@ -239,12 +238,18 @@ def finetune_main(argv: list[str]) -> int:
     parser.add_argument("--weights", required=True, help="FILE.npz (google-research), .pth/.pt/.bin or .safetensors")
     parser.add_argument("preset", help="preset name or YAML file (the model must be a mixer_* variant)")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. model.img_size=64 optim.lr=1e-4")
+    parser.add_argument("--model", help="use this mixer_* variant (its default dimensions) instead of the preset's model")
     parser.add_argument("--keep-head", action="store_true", help="load the checkpoint's head too (same classes)")
     parser.add_argument("--run-dir", help="run folder (default: train.out_dir/<run_name or preset>_finetune)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
 
     state = read_weights(args.weights)
-    cfg = build_config(args.preset, args.overrides)
+    if args.model:
+        tree = {**load_preset(args.preset), "model": {"name": args.model}}
+        cfg = build_config(tree, args.overrides)
+        cfg.preset = args.preset
+    else:
+        cfg = build_config(args.preset, args.overrides)
     name = cfg.train.run_name or f"{Path(args.preset).stem}_finetune"
     run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.train.out_dir) / name
     fabric = make_fabric(cfg.train)
