@@ -100,7 +100,8 @@ def train_main(argv: list[str]) -> int:
     if not args.resume and not args.run_dir and (run_dir / CONFIG).exists():
         run_dir = Path(fabric.broadcast(str(_next_free(run_dir)), src=0))
     fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
+    with fabric.rank_zero_first():  # rank 0 downloads and caches the data; the other ranks then read the cache
+        exp = build_experiment(cfg)
     if fabric.global_rank == 0:
         from .viz import tensorboard_hook
 

@@ -257,7 +257,8 @@ def finetune_main(argv: list[str]) -> int:
     if not args.run_dir and (run_dir / CONFIG).exists():
         run_dir = Path(fabric.broadcast(str(_next_free(run_dir)), src=0))
     fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
+    with fabric.rank_zero_first():  # rank 0 downloads and caches the data; the other ranks then read the cache
+        exp = build_experiment(cfg)
     report = load_pretrained(exp.model, state, new_head=not args.keep_head)
     if fabric.global_rank == 0:
         adapted = ", ".join(filter(None, [report["resized"] and f"token mixing resized {report['resized']}",
