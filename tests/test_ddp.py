@@ -76,3 +76,14 @@ def test_fp16_on_cpu_is_a_clear_error(capsys):
         make_fabric(build_config("fashion_mixer", ["train.precision=16-mixed", "train.accelerator=cpu"]).train)
     assert main(["train", "fashion_mixer", "train.precision=16-mixed", "train.accelerator=cpu"]) == 2
     assert "error: train.precision=16-mixed needs a GPU" in capsys.readouterr().err
+
+
+def test_hand_written_backprop_refuses_ddp(tmp_path):
+    from types import SimpleNamespace
+
+    from allmlp.engine import Experiment
+
+    two_ranks = SimpleNamespace(world_size=2, global_rank=0)
+    exp = Experiment(torch.nn.Linear(2, 2), lambda m, b: (None, {}), None, manual_backward=True)
+    with pytest.raises(ConfigError, match="bypassing DDP's gradient averaging"):
+        fit(two_ranks, exp, build_config("fashion_mixer"), tmp_path)

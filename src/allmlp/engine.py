@@ -172,6 +172,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     """
     run_dir = Path(run_dir)
     train = cfg.train
+    if exp.manual_backward and fabric.world_size > 1:
+        raise ConfigError("optim.manual_backprop=true fills .grad by hand, bypassing DDP's gradient averaging; "
+                          "train it with train.devices=1")
     is_main = fabric.global_rank == 0
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
