@@ -29,6 +29,9 @@ data: setup
 demo: data
 	$(BIN)/allmlp train fashion_mixer train.max_minutes=$(DEMO_MINUTES) --run-dir runs/demo_fashion_mixer
 	$(BIN)/allmlp eval runs/demo_fashion_mixer
+	$(BIN)/allmlp data fetch shakespeare
+	$(BIN)/allmlp train shakespeare_mixer train.max_minutes=$(DEMO_MINUTES) --run-dir runs/demo_shakespeare_mixer
+	$(BIN)/allmlp generate runs/demo_shakespeare_mixer --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 0
 
 test: setup
 	@$(BIN)/python -m pytest; rc=$$?; \
