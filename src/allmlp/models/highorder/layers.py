@@ -38,13 +38,20 @@ def chebyshev_lobatto_nodes(n: int) -> list[float]:
 
 def lagrange_basis(xi: torch.Tensor, nodes: list[float]) -> torch.Tensor:
     """Values of the Lagrange polynomials through `nodes` at local coordinates xi: (...,) -> (..., n)."""
+    if len(nodes) == 1:
+        return torch.ones_like(xi).unsqueeze(-1)
+    factors = [xi - node for node in nodes]  # n is small and fixed: this unrolls cleanly under torch.compile
     columns = []
-    for j, node_j in enumerate(nodes):  # n is small and fixed: this unrolls cleanly under torch.compile
-        value = torch.ones_like(xi)
+    for j, node_j in enumerate(nodes):
+        scale = 1.0
         for m, node_m in enumerate(nodes):
             if m != j:
-                value = value * ((xi - node_m) / (node_j - node_m))
-        columns.append(value)
+                scale /= node_j - node_m
+        value = None
+        for m, factor in enumerate(factors):
+            if m != j:
+                value = factor if value is None else value * factor
+        columns.append(value * scale)
     return torch.stack(columns, dim=-1)
 
 

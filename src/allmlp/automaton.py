@@ -1,0 +1,47 @@
+"""The language cellular automaton: a centered model rewrites every character of a text from its neighbours.
+
+Like a stencil in a PDE solver, one update reads, for each position p, the T//2 characters before p and the
+T - T//2 after it (padding past either end) and replaces every character at once by the model's choice; the
+text keeps its length, and `times` updates are applied one after the other.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def neighbourhoods(ids: torch.Tensor, context_length: int, pad: int) -> torch.Tensor:
+    """(L,) ids -> (L, T): the T//2 ids before and the T - T//2 after every position (the position itself left out)."""
+    before, after = context_length // 2, context_length - context_length // 2
+    padded = torch.cat([ids.new_full((before,), pad), ids, ids.new_full((after,), pad)])  # (L + T,)
+    windows = padded.unfold(0, context_length + 1, 1)  # (L, T + 1), the middle column is the position itself
+    return torch.cat([windows[:, :before], windows[:, before + 1:]], dim=1)
+
+
+@torch.no_grad()
+def reapply(model: nn.Module, tokenizer, text: str, times: int, top_k: int = 1, seed: int | None = None) -> str:
+    """Apply a centered model `times` times to every position of `text` at once; returns text of the same length.
+
+    top_k=1 takes the likeliest character (the seed's topk=1); a larger top_k samples among the k likeliest.
+    """
+    from .generate import pad_id
+
+    if getattr(model, "lm_kind", None) != "centered":
+        raise ValueError(f"reapply needs a centered model (lm_kind 'centered'), got {getattr(model, 'lm_kind', None)!r}")
+    if times < 0 or top_k < 1:
+        raise ValueError(f"reapply: times must be >= 0 and top_k >= 1, got times={times}, top_k={top_k}")
+    if not text:
+        return text
+    device = next(model.parameters()).device
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)  # (L,)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    for _ in range(times):
+        logits = model(neighbourhoods(ids, int(model.context_length), pad_id(tokenizer)).to(device)).float().cpu()
+        if top_k == 1:
+            ids = logits.argmax(-1)  # (L,)
+        else:
+            values, choices = logits.topk(min(top_k, logits.shape[-1]), dim=-1)  # (L, k)
+            picked = torch.multinomial(values.softmax(-1), 1, generator=generator).squeeze(1)
+            ids = choices.gather(1, picked.unsqueeze(1)).squeeze(1)
+    return tokenizer.decode(ids.tolist())

@@ -1,0 +1,130 @@
+"""LightGBM next-character model, wrapped as a window language model so generate, chat and eval take it as is.
+
+Features are the `context_length` previous character ids (categorical), the target the next id (multiclass).
+Training runs through the same engine: every optimizer step adds `rounds_per_step` boosting rounds (no
+gradients), evaluations report val loss / bits per char, and the run folder holds the booster as `model.txt`.
+This module is also the task module of models registered with task "gbm" (see tasks/__init__.py).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import register_model
+
+BOOSTER_FILE = "model.txt"
+
+
+def _lightgbm():
+    try:
+        import lightgbm
+    except ImportError:
+        raise ImportError("model gbm needs the lightgbm package: pip install 'allmlp[gbm]'") from None
+    return lightgbm
+
+
+def windows(tokens: torch.Tensor, context_length: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """All (context, next char) pairs of a token stream, evenly thinned to at most `limit`: (N, T), (N,)."""
+    starts = torch.arange(0, len(tokens) - context_length)
+    if 0 < limit < len(starts):
+        starts = starts[torch.linspace(0, len(starts) - 1, limit).long()]
+    index = starts[:, None] + torch.arange(context_length + 1)  # (N, T + 1)
+    rows = tokens.long()[index].numpy()
+    return rows[:, :-1].astype(np.int32), rows[:, -1].astype(np.int32)
+
+
+class GBMLanguageModel(nn.Module):
+    """A LightGBM multiclass booster behind the window-LM protocol: forward(idx [B, T]) -> log-probabilities [B, V]."""
+
+    lm_kind = "window"
+
+    def __init__(self, vocab_size: int, context_length: int, num_leaves: int, learning_rate: float,
+                 rounds_per_step: int, min_data_in_leaf: int, max_train_windows: int, num_threads: int):
+        super().__init__()
+        self.vocab_size, self.context_length = vocab_size, context_length
+        self.rounds_per_step, self.max_train_windows = rounds_per_step, max_train_windows
+        self.params = {"objective": "multiclass", "num_class": vocab_size, "num_leaves": num_leaves,
+                       "learning_rate": learning_rate, "min_data_in_leaf": min_data_in_leaf, "verbosity": -1,
+                       "max_cat_to_onehot": 4, "deterministic": True, "seed": 0,
+                       **({"num_threads": num_threads} if num_threads > 0 else {})}
+        # Holds no weights; generation and evaluation ask parameters() for the device.
+        self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+        self.booster = None
+        self._train_set = None
+
+    def set_training_data(self, tokens: torch.Tensor) -> None:
+        """The windows of the training stream that boosting rounds fit."""
+        lgb = _lightgbm()
+        x, y = windows(tokens, self.context_length, self.max_train_windows)
+        self._train_set = lgb.Dataset(x, y, categorical_feature=list(range(self.context_length)),
+                                      params={"verbosity": -1, "max_bin": 255}, free_raw_data=False)
+
+    def boost(self) -> float:
+        """Add `rounds_per_step` boosting rounds; returns the training log loss (nats)."""
+        lgb = _lightgbm()
+        if self._train_set is None:
+            raise RuntimeError("gbm: call set_training_data before boosting")
+        self.booster = lgb.train(self.params, self._train_set, num_boost_round=self.rounds_per_step,
+                                 init_model=self.booster, keep_training_booster=True)
+        return float(self.booster.eval_train()[0][2])
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, V) log-probabilities of the next char (uniform before the first round)."""
+        if idx.shape[-1] != self.context_length:
+            raise ValueError(f"expected {self.context_length} context characters, got {idx.shape[-1]}")
+        if self.booster is None:
+            return torch.full((len(idx), self.vocab_size), -math.log(self.vocab_size), device=idx.device)
+        probs = self.booster.predict(idx.cpu().numpy().astype(np.int32)).reshape(len(idx), self.vocab_size)
+        return torch.from_numpy(np.log(np.clip(probs, 1e-12, 1.0))).float().to(idx.device)
+
+    def save_files(self, run_dir: Path) -> None:
+        """Write the booster as model.txt (atomically) next to the run's other files."""
+        from ..checkpoint import atomic_write_bytes
+
+        if self.booster is not None:
+            atomic_write_bytes(Path(run_dir) / BOOSTER_FILE, self.booster.model_to_string().encode())
+
+    def load_files(self, run_dir: Path) -> None:
+        """Read model.txt of a run folder back into the booster."""
+        path = Path(run_dir) / BOOSTER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{run_dir} holds no LightGBM booster ({BOOSTER_FILE} is missing)")
+        self.booster = _lightgbm().Booster(model_str=path.read_text())
+
+
+@register_model("gbm", task="gbm")
+def gbm(vocab_size: int = 65, context_length: int = 16, num_leaves: int = 31, learning_rate: float = 0.1,
+        rounds_per_step: int = 1, min_data_in_leaf: int = 20, max_train_windows: int = 200_000,
+        num_threads: int = 0) -> GBMLanguageModel:
+    """LightGBM next-char model on the previous `context_length` char ids (one boosting round per step)."""
+    return GBMLanguageModel(vocab_size, context_length, num_leaves, learning_rate, rounds_per_step,
+                            min_data_in_leaf, max_train_windows, num_threads)
+
+
+def build(cfg):
+    """Experiment whose steps are boosting rounds: the language task's data and evaluation, no gradients."""
+    from ..checkpoint import unwrap
+    from ..tasks import language
+
+    exp = language.build(cfg)
+    model = exp.model
+    model.set_training_data(exp.train_batches.tokens)
+
+    def loss_fn(wrapped, batch):
+        return torch.tensor(unwrap(wrapped).boost()), {}
+
+    exp.loss_fn, exp.manual_backward = loss_fn, True
+    exp.samples_per_batch = len(model._train_set.get_label()) * model.rounds_per_step
+    return exp
+
+
+def evaluate_run(model: nn.Module, cfg, run_dir, split: str = "test", tokenizer=None) -> dict:
+    """Val / test loss, bits per char and perplexity, as for every language model."""
+    from ..tasks import language
+
+    return language.evaluate_run(model, cfg, run_dir, split, tokenizer)
