@@ -81,6 +81,9 @@ def save_run(run_dir: Path, model: nn.Module, cfg: Config, tokenizer=None) -> No
     """Write weights, config and (for text) tokenizer into the run folder."""
     run_dir.mkdir(parents=True, exist_ok=True)
     save_weights(model, run_dir / WEIGHTS)
+    save_files = getattr(unwrap(model), "save_files", None)  # models with state outside tensors (LightGBM)
+    if save_files is not None:
+        save_files(run_dir)
     buf = io.StringIO()
     save_config_to(cfg, buf)
     atomic_write_bytes(run_dir / CONFIG, buf.getvalue().encode())
@@ -132,6 +135,8 @@ def load_run(run_dir: str | Path, map_location: str = "cpu"):
     cfg = load_config(run_dir / CONFIG)
     model = create_model(cfg.model.name, **cfg.model.args)
     load_weights(model, run_dir / WEIGHTS)
+    if hasattr(model, "load_files"):  # e.g. the LightGBM booster's model.txt
+        model.load_files(run_dir)
     model.to(map_location).eval()
     tokenizer = None
     if (run_dir / TOKENIZER).is_file():

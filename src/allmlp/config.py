@@ -48,7 +48,7 @@ class DataConfig:
     eval_targets: int = 65536  # text: predicted chars evaluated per split during training (0 = all)
     type: str = "auto"  # text samples: auto (from the model), window, causal, centered, sequence
     repeats: int = 1  # high-order nets: passes over the text per epoch
-    max_features: int = 16  # high-order nets: context characters fed as features
+    max_chars: int = 0  # text: only the first N characters of the corpus (0 = all), e.g. one ~120 KB book
     add_channel_dimension: bool = False
 
 
@@ -122,7 +122,13 @@ ALIASES = {
     "batch_size": "data.batch_size",
     "max_epochs": "train.max_epochs",
     "accumulate_grad_batches": "train.accumulate_grad_batches",
+    "data.max_features": "data.context_length",  # high-order nets: context characters fed as features
+    "net.features": "data.context_length",  # the seed's centered (cellular automaton) model
+    "initialize.type": "model.initialization",
+    "net.model_type": "model.name",
 }
+# `net=small`, `optimizer=lion`: a bare section key picks the section's name (seed networks map to ho_*).
+NAME_ALIASES = {"net": "model.name", "model": "model.name", "optimizer": "optim.name", "optim": "optim.name"}
 
 
 def preset_names() -> list[str]:
@@ -207,6 +213,8 @@ def _unknown(key: str, valid) -> ConfigError:
 
 def _canonical(key: str) -> str:
     head, _, rest = key.partition(".")
+    if key in NAME_ALIASES:
+        return NAME_ALIASES[key]
     if key in ALIASES:
         return ALIASES[key]
     if head in ALIASES and rest:
@@ -260,6 +268,11 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
             raise _unknown(f"{section}.{name}", fields)
         hints = typing.get_type_hints(type(target))
         setattr(target, name, _coerce(key, value, hints[name], getattr(target, name)))
+    from .models.highorder.zoo import resolve_name
+
+    cfg.model.name = resolve_name(cfg.model.name)
+    if cfg.data.type == "sequence":  # the language-interpolation seed's name for next-char windows
+        cfg.data.type = "window"
     cfg.model.args = validate_model_args(cfg.model.name, model_args)
     return cfg
 

@@ -298,6 +298,8 @@ def join_lines(lines: list[str]) -> str:
 def load_text_splits(data_cfg, tokenizer: CharTokenizer | None = None):
     """(tokenizer, {"train", "val", "test": LongTensor}) for a data config; the tokenizer comes from train."""
     text, is_lines = corpus_text(data_cfg)
+    if data_cfg.max_chars > 0:  # a book-sized slice, e.g. the high-order memorisation runs' ~120 KB
+        text = text[:data_cfg.max_chars]
     if is_lines:
         parts = {k: join_lines(v) for k, v in split_lines(text, data_cfg).items()}
     else:

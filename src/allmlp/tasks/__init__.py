@@ -9,7 +9,8 @@ from ..engine import Experiment
 from ..models import model_info
 
 # Registered model task -> module with build(cfg) -> Experiment and evaluate_run(run_dir, ...) -> dict.
-TASK_MODULES = {"image": "allmlp.tasks.classification", "text": "allmlp.tasks.language"}
+TASK_MODULES = {"image": "allmlp.tasks.classification", "text": "allmlp.tasks.language",
+                "gbm": "allmlp.models.gbm"}  # LightGBM: language data and metrics, boosting rounds as steps
 
 
 def task_module(cfg: Config):

@@ -80,6 +80,9 @@ def build(cfg: Config) -> Experiment:
         return TextBatches(streams[split], context, cfg.data.batch_size, seed, kind, boundary)
 
     train = batches_for("train", cfg.train.seed)
+    if cfg.data.repeats < 1:
+        raise ValueError(f"data.repeats must be >= 1, got {cfg.data.repeats}")
+    train.steps_per_epoch *= cfg.data.repeats  # an epoch (train.max_epochs) is data.repeats passes over the text
     held_out = {split: batches_for(split, 0) for split in ("val", "test") if len(streams[split]) > context + 2}
     manual = cfg.optim.manual_backprop
 
