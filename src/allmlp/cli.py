@@ -17,6 +17,7 @@ COMMANDS = {
     "export": ("allmlp.export:export_main", "export a run to onnx, torchscript or pt2 and check its logits"),
     "viz": ("allmlp.viz:main", "write a run's figures (curves, mixing weights, embeddings) as PNGs"),
     "report": ("allmlp.report:main", "one self-contained HTML page of a run, or a comparison of runs"),
+    "sweep": ("allmlp.sweep:main", "hyper-parameter search with optuna: allmlp sweep PRESET --trials N key=low:high"),
     "generate": ("allmlp.generate:generate_main", "continue prompts with a trained language model (streams text)"),
     "chat": ("allmlp.generate:chat_main", "interactive prompt for a trained language model (piped stdin works)"),
 }
