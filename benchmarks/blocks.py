@@ -1,0 +1,157 @@
+"""Accuracy against depth: vision Mixers with 1, 2, 4 and 8 blocks, each trained on the same time budget.
+
+    flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/blocks.py [--minutes 2] [--blocks 1 2 4 8]
+
+Fashion-MNIST always (the fashion_mixer preset with model.depth=N); CIFAR-10 too when its python batches are
+in the cache or at --cifar-path (the cifar10_mixer_N presets of the seed-003 comparison). Writes
+benchmarks/results/blocks.json (accuracy, parameters, steps per depth, and a markdown parameter table)
+and benchmarks/results/blocks.png (test accuracy against the number of blocks). Run folders: runs/bench/blocks_*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from allmlp.config import build_config
+from allmlp.data.cache import cache_dir
+from allmlp.engine import fit, make_fabric
+from allmlp.models import count_parameters, create_model
+from allmlp.tasks import build_experiment
+
+RESULTS = Path(__file__).parent / "results"
+CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
+
+
+def cifar_folder(path: str | None) -> Path | None:
+    """The folder holding the CIFAR-10 python batches (given, or in the cache), or None: never downloads."""
+    candidates = [Path(path)] if path else []
+    candidates += [cache_dir() / "cifar10" / "cifar-10-batches-py", cache_dir() / "cifar10"]
+    for folder in candidates:
+        for inner in (folder, folder / "cifar-10-batches-py"):
+            if all((inner / name).is_file() for name in CIFAR_FILES):
+                return inner
+    return None
+
+
+def parameters(preset: str, overrides: list[str], num_classes: int = 10) -> int:
+    """Parameter count of a preset's model, built on the meta device (no data needed)."""
+    cfg = build_config(preset, overrides)
+    with torch.device("meta"):
+        return count_parameters(create_model(cfg.model.name, **{"num_classes": num_classes, **cfg.model.args}))
+
+
+def train_one(preset: str, overrides: list[str], minutes: float, run_dir: Path, eval_interval: int) -> dict:
+    """Train one model for `minutes` (cosine schedule follows the clock); its test metrics, steps and parameters."""
+    cfg = build_config(preset, [*overrides, f"train.max_minutes={minutes}", "train.max_steps=10000000",
+                                f"train.eval_interval={eval_interval}", "train.checkpoint_interval=0",
+                                "train.progress=false", "train.log_interval=50"])
+    fabric = make_fabric(cfg.train)
+    fabric.seed_everything(cfg.train.seed, verbose=False)
+    exp = build_experiment(cfg)
+    start = time.perf_counter()
+    result = fit(fabric, exp, cfg, run_dir)
+    return {"params": count_parameters(exp.model), "test_accuracy": round(result["test/acc"], 4),
+            "test_loss": round(result["test/loss"], 4), "steps": result["step"],
+            "train_seconds": round(result["train_seconds"], 1), "wall_seconds": round(time.perf_counter() - start, 1),
+            "run_dir": str(run_dir)}
+
+
+def markdown_table(rows: dict[str, dict[int, dict]]) -> str:
+    """| blocks | parameters | test accuracy | ... | per data set, as the CIFAR-10 seed's parameter table."""
+    names = list(rows)
+    header = "| blocks | " + " | ".join(f"{n} parameters | {n} test accuracy" for n in names) + " |"
+    lines = [header, "|" + "---|" * (1 + 2 * len(names))]
+    for depth in sorted({d for per_depth in rows.values() for d in per_depth}):
+        cells = []
+        for name in names:
+            entry = rows[name].get(depth, {})
+            acc = entry.get("test_accuracy")
+            cells += [f"{entry['params']:,}" if "params" in entry else "-", f"{acc:.2%}" if acc is not None else "-"]
+        lines.append(f"| {depth} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: dict[str, dict[int, dict]], path: Path, minutes: float) -> Path:
+    """Test accuracy against the number of Mixer blocks, one line per data set, parameters annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
+    for name, per_depth in rows.items():
+        trained = sorted(d for d, e in per_depth.items() if "test_accuracy" in e)
+        if not trained:
+            continue
+        accs = [100 * per_depth[d]["test_accuracy"] for d in trained]
+        ax.plot(trained, accs, "o-", label=name)
+        for depth, acc in zip(trained, accs):
+            ax.annotate(f"{per_depth[depth]['params'] / 1e3:.0f}k", (depth, acc), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+    ax.set_xlabel("Mixer blocks")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"accuracy vs depth, {minutes:g} min of CPU training each (labels: parameters)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=2.0, help="training budget per model (default 2)")
+    parser.add_argument("--blocks", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--eval-interval", type=int, default=0, help="evaluate every N steps (0: at the end only)")
+    parser.add_argument("--cifar-path", help="folder with the CIFAR-10 python batches (default: the cache)")
+    parser.add_argument("--out", default=str(RESULTS / "blocks.json"))
+    args = parser.parse_args()
+    runs = Path("runs/bench")
+    cifar = cifar_folder(args.cifar_path)
+    rows: dict[str, dict[int, dict]] = {"fashion_mnist": {}, "cifar10": {}}
+    for depth in args.blocks:
+        print(f"fashion_mnist, {depth} block(s), {args.minutes} min", flush=True)
+        rows["fashion_mnist"][depth] = train_one("fashion_mixer", [f"model.depth={depth}"], args.minutes,
+                                                 runs / f"blocks_fashion_{depth}", args.eval_interval)
+        print(json.dumps(rows["fashion_mnist"][depth]), flush=True)
+    for depth in args.blocks:
+        preset = f"cifar10_mixer_{depth}"
+        if cifar is None:
+            rows["cifar10"][depth] = {"params": parameters(preset, [])}  # the seed's table, without training
+            continue
+        print(f"cifar10, {depth} block(s), {args.minutes} min", flush=True)
+        rows["cifar10"][depth] = train_one(preset, [f"data.path={cifar}", "train.max_epochs=0"], args.minutes,
+                                           runs / f"blocks_cifar10_{depth}", args.eval_interval)
+    result = {
+        "budget_minutes_per_model": args.minutes,
+        "fashion_mnist": {str(d): e for d, e in rows["fashion_mnist"].items()},
+        "cifar10": {str(d): e for d, e in rows["cifar10"].items()},
+        "cifar10_trained": cifar is not None,
+        "parameter_table_markdown": markdown_table(rows),
+        "command": "python " + " ".join(sys.argv),
+        "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "note": "2-core machine shared with other engineers' processes: the time budget is wall clock, so step "
+                "counts (and with them accuracy) depend on the load; fashion_mixer preset (hidden 128, 4x4 "
+                "patches) with model.depth=N; cifar10 rows without accuracy are parameter counts only "
+                "(no CIFAR-10 files here)",
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    png = plot(rows, out.with_suffix(".png"), args.minutes)
+    print(result["parameter_table_markdown"])
+    print(f"wrote {out} and {png}")
+
+
+if __name__ == "__main__":
+    main()

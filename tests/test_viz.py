@@ -1,0 +1,197 @@
+"""Figures from tiny models: PNG sizes, one panel per layer, causal matrices stay triangular, TensorBoard tags."""
+
+import struct
+
+import pytest
+import torch
+import torch.nn as nn
+
+from allmlp import viz
+from allmlp.models import create_model
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    data = open(path, "rb").read(24)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+class StandInLM(nn.Module):
+    """A tiny causal LM with the text inspection hooks: embeddings, one causal T x T mixing per layer, a head."""
+
+    lm_kind = "causal"
+
+    def __init__(self, vocab_size: int = 6, context_length: int = 8, dim: int = 4, layers: int = 3):
+        super().__init__()
+        self.context_length = context_length
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.mixing = nn.Parameter(torch.randn(layers, context_length, context_length))
+        self.head = nn.Linear(dim, vocab_size)
+        self.links = StandInLinks()
+
+    def token_mixing_matrices(self) -> list[torch.Tensor]:
+        mask = torch.ones(self.context_length, self.context_length).tril()
+        return [m * mask for m in self.mixing]
+
+    def char_embeddings(self) -> torch.Tensor:
+        return self.embed.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.embed(idx)  # (B, T, D)
+        t = idx.shape[1]
+        for matrix in self.token_mixing_matrices():
+            x = x + matrix[:t, :t] @ x
+        return self.head(x)  # (B, T, V)
+
+
+class StandInLinks(nn.Module):
+    """A piecewise layer stand-in: 2 outputs x 3 inputs, 3 segments on [-1, 1]."""
+
+    segment_edges = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0])
+
+    def link_functions(self, points: int = 100):
+        x = torch.linspace(-1, 1, points)
+        y = torch.stack([torch.stack([torch.sin((o + 1) * x + i) for i in range(3)]) for o in range(2)])
+        return x, y  # (P,), (2, 3, P)
+
+
+class StubTokenizer:
+    chars = ["\n", " ", "a", "b", "c", "T"]
+    boundary_id = None
+
+
+def tiny_mixer(depth=3, **kw):
+    return create_model("mixer_tiny_28", depth=depth, hidden_dim=16, tokens_mlp_dim=12, channels_mlp_dim=24, **kw)
+
+
+def test_vision_token_mixing_one_panel_per_layer(tmp_path):
+    units = viz.vision_token_mixing_units(tiny_mixer(depth=3))
+    assert [tuple(u.shape) for u in units] == [(12, 7, 7)] * 3  # 4x4 patches of 28 px: a 7x7 grid
+    fig = viz.token_mixing_figure(units)
+    assert len(fig.axes) == 3
+    path = viz.plot_token_mixing_patches(units, tmp_path / "mix.png")
+    assert png_size(path) == (640, 720)  # 2x2 grid of 3.2 x 3.4 inch panels (+0.4) at 100 dpi
+
+
+def test_seed_mixer_patch_mixing_and_filters(tmp_path):
+    model = create_model("mlp_mixer_seed", n_layers=2, embedding_dim=8, mlp_dim=5, clf_dim=16)
+    units = viz.vision_token_mixing_units(model)
+    assert [tuple(u.shape) for u in units] == [(5, 4, 4)] * 2  # 7x7 patches: a 4x4 grid
+    stem = viz.find_patch_stem(model)
+    assert png_size(viz.plot_patch_filters(stem.proj.weight, tmp_path / "filters.png")) == (600, 630)
+
+
+def test_rgb_patch_filters_stay_colour():
+    model = create_model("mixer_tiny_32", depth=1, hidden_dim=10, tokens_mlp_dim=8, channels_mlp_dim=8)
+    assert viz.patch_filter_images(viz.find_patch_stem(model).proj.weight).shape == (10, 3, 4, 4)
+    assert viz.tile_images(viz.patch_filter_images(model.stem.proj.weight)).shape == (3, 3 * 5 + 1, 4 * 5 + 1)  # 10 tiles: 3 rows x 4 columns
+
+
+def test_tile_images_layout_and_scaling():
+    tiles = torch.randn(5, 3, 3)
+    tiles[0] = 0
+    mosaic = viz.tile_images(tiles, symmetric=True)
+    assert mosaic.shape == (9, 13)  # 2 rows x 3 columns of 3x3 tiles with 1-pixel separators
+    assert mosaic.min() >= 0 and mosaic.max() <= 1
+    assert torch.all(mosaic[1:4, 1:4] == 0.5)  # a zero weight is the colormap's centre
+    assert torch.isclose(viz.tile_images(tiles[1:2]).max(), torch.tensor(1.0))
+
+
+def test_text_matrices_panels_and_causal_triangle(tmp_path):
+    model = StandInLM(layers=3)
+    matrices = viz.text_mixing_matrices(model)
+    assert len(viz.mixing_matrix_figure(matrices).axes) == 3
+    assert png_size(viz.plot_token_mixing_matrices(matrices, tmp_path / "m.png")) == (680, 720)
+    image = viz.colorize(matrices[0])  # (3, T, T)
+    centre = viz.colorize(torch.zeros(1, 1))[:, 0, 0]
+    upper = torch.ones(8, 8).triu(1).bool()
+    assert torch.allclose(image[:, upper], centre[:, None].expand(3, int(upper.sum())))
+    heads = viz.mixing_matrix_figure([torch.randn(2, 8, 8)])
+    assert heads.axes[0].images[0].get_array().shape == (8, 16)  # heads side by side
+
+
+def test_char_embeddings_scatter(tmp_path):
+    weights = torch.randn(6, 5)
+    path = viz.plot_char_embeddings(weights, viz.vocab_labels(StubTokenizer(), 6), tmp_path / "e.png")
+    assert png_size(path) == (700, 700)
+    with pytest.raises(ValueError, match="6 embedding rows"):
+        viz.plot_char_embeddings(weights, ["a"], tmp_path / "bad.png")
+    points, _ = viz._project_2d(weights)
+    centered = weights - weights.mean(0)
+    # PCA keeps the two directions of largest variance: their variance is the top two singular values squared
+    top = torch.linalg.svdvals(centered)[:2] ** 2
+    assert torch.allclose((points**2).sum(0).sort(descending=True).values, top, rtol=1e-4)
+
+
+def test_vocab_labels_spell_out_specials():
+    class Lines:
+        chars = ["a", "b"]
+        boundary_id = 2
+
+    assert viz.vocab_labels(StubTokenizer(), 7) == ["\\n", "␣", "a", "b", "c", "T", "#6"]
+    assert viz.vocab_labels(Lines(), 3) == ["a", "b", "<b>"]
+
+
+def test_link_functions_mark_segment_edges(tmp_path):
+    layer = StandInLinks()
+    x, y = layer.link_functions()
+    fig = viz.link_function_figure(x, y, layer.segment_edges)
+    assert len(fig.axes) == 6
+    assert all(len(ax.lines) == 1 + 4 for ax in fig.axes)  # the link plus one dashed line per segment edge
+    assert png_size(viz.plot_link_functions(x, y, layer.segment_edges, tmp_path / "l.png")) == (780, 470)
+
+
+def test_curves_one_panel_per_logged_metric(tmp_path):
+    records = [{"step": s, "split": "train", "loss": 2 / s} for s in range(1, 6)]
+    records += [{"step": 5, "split": "test", "loss": 0.5, "acc": 0.8}]
+    assert len(viz.curves_figure({"run": records}).axes) == 2
+    assert png_size(viz.plot_curves(records, tmp_path / "c.png")) == (1040, 400)
+    with pytest.raises(ValueError, match="no loss"):
+        viz.plot_curves([], tmp_path / "empty.png")
+
+
+def test_figures_for_text_model(tmp_path):
+    figures = viz.figures_for_model(StandInLM(), tmp_path, StubTokenizer())
+    assert sorted(figures) == ["char_embeddings", "link_functions_1", "token_mixing"]
+    assert all(p.is_file() for p in figures.values())
+
+
+def _tags(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
+    acc.Reload()
+    return acc.Tags()
+
+
+def test_tensorboard_hook_text_model(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    hook = viz.tensorboard_hook(None, StubTokenizer(), max_new_tokens=5)
+    hook(1, StandInLM(), writer)
+    writer.close()
+    tags = _tags(tmp_path)
+    assert {"token_mixing/layer_01", "token_mixing/layer_03", "link_functions/links"} <= set(tags["images"])
+    assert (tmp_path / "projector_config.pbtxt").is_file()  # the character embedding projector
+    metadata = next(tmp_path.glob("*/char_embeddings/metadata.tsv")).read_text().splitlines()
+    assert metadata == ["\\n", "␣", "a", "b", "c", "T"]
+    assert any(t.startswith("samples/") for t in tags["tensors"])
+
+
+def test_training_writes_tensorboard_images_and_viz_cli(tiny_fashion, tmp_path):
+    from allmlp.cli import main
+
+    run_dir = tmp_path / "run"
+    code = main(["train", "--run-dir", str(run_dir), "fashion_mixer", f"data.path={tiny_fashion}",
+                 "train.max_steps=12", "train.eval_interval=6", "train.viz_interval=4", "train.log_interval=4",
+                 "train.checkpoint_interval=0", "train.progress=false", "data.batch_size=32", "model.depth=2",
+                 "model.hidden_dim=16", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=16", "model.patch_size=7"])
+    assert code == 0
+    tags = _tags(run_dir)
+    assert {"token_mixing/layer_01", "token_mixing/layer_02", "patch_embedding/filters"} <= set(tags["images"])
+    assert "train/loss" in tags["scalars"] and "test/acc" in tags["scalars"]
+    assert main(["viz", str(run_dir)]) == 0
+    for name in ("curves", "token_mixing", "patch_projections", "confusion_test"):
+        assert png_size(run_dir / f"{name}.png")[0] > 300, name
