@@ -73,6 +73,22 @@ def test_compare_report_tables_and_overlaid_curves(trained_run, tmp_path):
     assert "optim.lr" in out.read_text()
 
 
+def test_text_run_report_has_samples_and_text_figures(tmp_path):
+    text_file = tmp_path / "tiny.txt"
+    text_file.write_text("The cat sat on the mat. " * 60)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), "shakespeare_mixer", "data.name=text", f"data.path={text_file}",
+                 "model.context_length=8", "model.embedding_dim=8", "model.depth=2", "model.channels_mlp_dim=8",
+                 "model.num_heads=2", "data.context_length=8", "data.batch_size=8", "train.max_steps=4",
+                 "train.eval_interval=0", "train.checkpoint_interval=0", "train.log_interval=2",
+                 "train.progress=false", "optim.warmup_steps=1"]) == 0
+    assert main(["report", str(run_dir), "--samples", "2"]) == 0
+    page = scan(run_dir / "report.html")
+    assert len(page.images) == 3  # curves, causal token-mixing matrices, character embeddings
+    text = (run_dir / "report.html").read_text()
+    assert "Generated samples" in text and text.count("<pre>The ") == 2 and "val/bpc" in text
+
+
 def test_report_of_missing_run_is_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "run folder not found" in capsys.readouterr().err

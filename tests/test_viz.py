@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from allmlp import viz
+from allmlp.data.text import CharTokenizer
 from allmlp.models import create_model
 
 
@@ -56,9 +57,8 @@ class StandInLinks(nn.Module):
         return x, y  # (P,), (2, 3, P)
 
 
-class StubTokenizer:
-    chars = ["\n", " ", "a", "b", "c", "T"]
-    boundary_id = None
+def tokenizer():
+    return CharTokenizer("\n abcT")  # sorted: \n, space, T, a, b, c
 
 
 def tiny_mixer(depth=3, **kw):
@@ -113,7 +113,7 @@ def test_text_matrices_panels_and_causal_triangle(tmp_path):
 
 def test_char_embeddings_scatter(tmp_path):
     weights = torch.randn(6, 5)
-    path = viz.plot_char_embeddings(weights, viz.vocab_labels(StubTokenizer(), 6), tmp_path / "e.png")
+    path = viz.plot_char_embeddings(weights, viz.vocab_labels(tokenizer(), 6), tmp_path / "e.png")
     assert png_size(path) == (700, 700)
     with pytest.raises(ValueError, match="6 embedding rows"):
         viz.plot_char_embeddings(weights, ["a"], tmp_path / "bad.png")
@@ -125,12 +125,8 @@ def test_char_embeddings_scatter(tmp_path):
 
 
 def test_vocab_labels_spell_out_specials():
-    class Lines:
-        chars = ["a", "b"]
-        boundary_id = 2
-
-    assert viz.vocab_labels(StubTokenizer(), 7) == ["\\n", "␣", "a", "b", "c", "T", "#6"]
-    assert viz.vocab_labels(Lines(), 3) == ["a", "b", "<b>"]
+    assert viz.vocab_labels(tokenizer(), 7) == ["\\n", "␣", "T", "a", "b", "c", "#6"]
+    assert viz.vocab_labels(CharTokenizer("ab", boundary="\n"), 3) == ["<b>", "a", "b"]
 
 
 def test_link_functions_mark_segment_edges(tmp_path):
@@ -152,7 +148,7 @@ def test_curves_one_panel_per_logged_metric(tmp_path):
 
 
 def test_figures_for_text_model(tmp_path):
-    figures = viz.figures_for_model(StandInLM(), tmp_path, StubTokenizer())
+    figures = viz.figures_for_model(StandInLM(), tmp_path, tokenizer())
     assert sorted(figures) == ["char_embeddings", "link_functions_1", "token_mixing"]
     assert all(p.is_file() for p in figures.values())
 
@@ -169,15 +165,15 @@ def test_tensorboard_hook_text_model(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path))
-    hook = viz.tensorboard_hook(None, StubTokenizer(), max_new_tokens=5)
+    hook = viz.tensorboard_hook(None, tokenizer(), max_new_tokens=5)
     hook(1, StandInLM(), writer)
     writer.close()
     tags = _tags(tmp_path)
     assert {"token_mixing/layer_01", "token_mixing/layer_03", "link_functions/links"} <= set(tags["images"])
     assert (tmp_path / "projector_config.pbtxt").is_file()  # the character embedding projector
     metadata = next(tmp_path.glob("*/char_embeddings/metadata.tsv")).read_text().splitlines()
-    assert metadata == ["\\n", "␣", "a", "b", "c", "T"]
-    assert any(t.startswith("samples/") for t in tags["tensors"])
+    assert metadata == ["\\n", "␣", "T", "a", "b", "c"]
+    assert "samples/text/text_summary" in tags["tensors"]  # the stand-in generates through allmlp.generate
 
 
 def test_training_writes_tensorboard_images_and_viz_cli(tiny_fashion, tmp_path):
@@ -195,3 +191,49 @@ def test_training_writes_tensorboard_images_and_viz_cli(tiny_fashion, tmp_path):
     assert main(["viz", str(run_dir)]) == 0
     for name in ("curves", "token_mixing", "patch_projections", "confusion_test"):
         assert png_size(run_dir / f"{name}.png")[0] > 300, name
+
+
+# ---- the project's real text and high-order models, through the same figures ----
+
+def test_real_text_models_give_their_figures(tmp_path):
+    causal = create_model("causal_mixer", vocab_size=7, context_length=8, embedding_dim=8, depth=3,
+                          channels_mlp_dim=8, num_heads=2)
+    matrices = viz.text_mixing_matrices(causal)
+    assert len(matrices) == 3 and tuple(matrices[0].shape) == (2, 8, 8)
+    assert torch.all(matrices[0].triu(1) == 0)  # causal: nothing flows from later positions
+    chat = create_model("chat_mixer", vocab_size=7, context_length=8, embedding_dim=8, depth=2, tokens_mlp_dim=4,
+                        channels_mlp_dim=8)
+    assert len(viz.text_mixing_matrices(chat)) == 2 and viz.vision_token_mixing_units(chat) == []
+    bengio = create_model("bengio", vocab_size=6, embedding_dim=2)
+    figures = viz.figures_for_model(bengio, tmp_path, tokenizer())
+    assert list(figures) == ["char_embeddings"]
+    high = create_model("ho_small", vocab_size=6, context_length=4, hidden_width=4, hidden_layers=1)
+    layers = viz.link_function_layers(high)
+    assert len(layers) >= 2
+    x, y = layers[0][1].link_functions()
+    fig = viz.link_function_figure(x, y, layers[0][1].segment_edges)
+    assert len(fig.axes[0].lines) == 1 + len(layers[0][1].segment_edges)
+
+
+def test_text_training_logs_samples_and_projector(tmp_path):
+    from allmlp.cli import main
+
+    text_file = tmp_path / "tiny.txt"
+    text_file.write_text("the cat sat on the mat. " * 60)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), "shakespeare_mixer", "data.name=text", f"data.path={text_file}",
+                 "model.name=causal_mixer", "model.context_length=8", "model.embedding_dim=8", "model.depth=2",
+                 "model.channels_mlp_dim=8", "model.num_heads=2", "data.context_length=8", "data.batch_size=8",
+                 "train.max_steps=6", "train.eval_interval=3", "train.checkpoint_interval=0", "train.max_minutes=0",
+                 "train.log_interval=3", "train.progress=false", "optim.warmup_steps=1"]) == 0
+    tags = _tags(run_dir)
+    assert {"token_mixing/layer_01", "token_mixing/layer_02"} <= set(tags["images"])
+    assert "samples/text/text_summary" in tags["tensors"]
+    assert (run_dir / "projector_config.pbtxt").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    samples = [e.tensor_proto.string_val[0].decode() for e in acc.Tensors("samples/text/text_summary")]
+    assert [e.step for e in acc.Tensors("samples/text/text_summary")] == [3, 6]
+    assert all(len(s.strip()) >= 100 for s in samples)  # prompt + 200 generated chars, as an indented code block

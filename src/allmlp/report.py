@@ -75,7 +75,7 @@ def text_samples(model, tokenizer, count: int = 3, max_new_tokens: int = 300) ->
     """`count` generated samples (seeds 0..count-1) from a language model, or one line saying why there are none."""
     prompt = viz.default_prompt(tokenizer)
     try:
-        return [viz.sample_text(model, tokenizer, prompt, max_new_tokens, seed=seed) for seed in range(count)]
+        return [prompt + viz.sample_text(model, tokenizer, prompt, max_new_tokens, seed=seed) for seed in range(count)]
     except ImportError:
         return ["(no samples: allmlp.generate is not available in this installation)"]
 

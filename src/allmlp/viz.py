@@ -308,9 +308,13 @@ def char_embedding_weights(model: nn.Module) -> torch.Tensor | None:
 
 
 def link_function_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, layer) of every piecewise polynomial layer (modules with a `link_functions` method)."""
-    return [(name or type(model).__name__, m) for name, m in model.named_modules()
-            if callable(getattr(m, "link_functions", None))]
+    """(name, layer) of every piecewise polynomial layer (modules with a `link_functions` method), outermost only."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        inside_found = any(name.startswith(f"{outer}.") or not outer for outer, _ in found)
+        if callable(getattr(module, "link_functions", None)) and not inside_found:
+            found.append((name, module))
+    return [(name or type(model).__name__, module) for name, module in found]
 
 
 def vocab_labels(tokenizer, vocab_size: int) -> list[str]:
