@@ -54,24 +54,27 @@ class GBMLanguageModel(nn.Module):
                        **({"num_threads": num_threads} if num_threads > 0 else {})}
         # Holds no weights; generation and evaluation ask parameters() for the device.
         self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
-        self.booster = None
-        self._train_set = None
+        self.booster = None  # the trained trees (what forward uses and model.txt holds)
+        self._trainer = None  # the booster being trained, with its training data
+        self.train_size = 0
 
     def set_training_data(self, tokens: torch.Tensor) -> None:
-        """The windows of the training stream that boosting rounds fit."""
+        """The windows of the training stream that boosting rounds fit, from no trees (--resume starts over)."""
         lgb = _lightgbm()
         x, y = windows(tokens, self.context_length, self.max_train_windows)
-        self._train_set = lgb.Dataset(x, y, categorical_feature=list(range(self.context_length)),
-                                      params={"verbosity": -1, "max_bin": 255}, free_raw_data=False)
+        self.train_size = len(y)
+        train_set = lgb.Dataset(x, y, categorical_feature=list(range(self.context_length)),
+                                params={"verbosity": -1, "max_bin": 255})
+        self._trainer = lgb.Booster(self.params, train_set)
 
     def boost(self) -> float:
         """Add `rounds_per_step` boosting rounds; returns the training log loss (nats)."""
-        lgb = _lightgbm()
-        if self._train_set is None:
+        if self._trainer is None:
             raise RuntimeError("gbm: call set_training_data before boosting")
-        self.booster = lgb.train(self.params, self._train_set, num_boost_round=self.rounds_per_step,
-                                 init_model=self.booster, keep_training_booster=True)
-        return float(self.booster.eval_train()[0][2])
+        for _ in range(self.rounds_per_step):
+            self._trainer.update()  # one round, incremental (lgb.train with init_model would re-score all rows)
+        self.booster = self._trainer
+        return float(self._trainer.eval_train()[0][2])
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, V) log-probabilities of the next char (uniform before the first round)."""
@@ -119,7 +122,7 @@ def build(cfg):
         return torch.tensor(unwrap(wrapped).boost()), {}
 
     exp.loss_fn, exp.manual_backward = loss_fn, True
-    exp.samples_per_batch = len(model._train_set.get_label()) * model.rounds_per_step
+    exp.samples_per_batch = model.train_size * model.rounds_per_step
     return exp
 
 
