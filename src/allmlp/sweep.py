@@ -54,13 +54,15 @@ def parse_spec(items: list[str]) -> tuple[list[SearchSpace], list[str]]:
         if not sep or not key:
             raise ValueError(f"sweep: {item!r} must look like key=low:high[:log], key=a,b,c or key=value")
         parts = text.split(":")
-        if len(parts) in (2, 3) and not text.startswith(("[", "{")):
-            low, high = parse_value(parts[0]), parse_value(parts[1])
+        bounds = [parse_value(p) for p in parts[:2]]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds)
+        if len(parts) in (2, 3) and numeric:  # anything else with a colon (a path) is a fixed value
+            low, high = bounds
             log = len(parts) == 3
             if log and parts[2] != "log":
                 raise ValueError(f"sweep: {item!r}: the third field of a range can only be 'log'")
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
-                raise ValueError(f"sweep: {item!r}: a range needs two numbers, low < high")
+            if low >= high:
+                raise ValueError(f"sweep: {item!r}: a range needs low < high")
             if log and low <= 0:
                 raise ValueError(f"sweep: {item!r}: a log range needs low > 0")
             integer = isinstance(low, int) and isinstance(high, int)
