@@ -107,8 +107,8 @@ def test_text_matrices_panels_and_causal_triangle(tmp_path):
     centre = viz.colorize(torch.zeros(1, 1))[:, 0, 0]
     upper = torch.ones(8, 8).triu(1).bool()
     assert torch.allclose(image[:, upper], centre[:, None].expand(3, int(upper.sum())))
-    heads = viz.mixing_matrix_figure([torch.randn(2, 8, 8)])
-    assert heads.axes[0].images[0].get_array().shape == (8, 16)  # heads side by side
+    heads = viz.mixing_matrix_figure([torch.randn(2, 8, 8)] * 3)
+    assert len(heads.axes) == 3 and heads.axes[0].images[0].get_array().shape == (8, 17)  # heads side by side
 
 
 def test_char_embeddings_scatter(tmp_path):

@@ -151,23 +151,42 @@ def plot_token_mixing_patches(units_per_layer: list[torch.Tensor], path: str | P
     return _save(token_mixing_figure(units_per_layer), path)
 
 
+def heads_side_by_side(matrix: torch.Tensor) -> torch.Tensor:
+    """[T, T] as is; [heads, T, T] -> [T, heads * (T + 1) - 1] with a NaN (blank) column between heads."""
+    matrix = matrix.detach().float().cpu()
+    if matrix.ndim == 2:
+        return matrix
+    gap = torch.full((matrix.shape[1], 1), float("nan"))
+    parts = [part for head in matrix for part in (head, gap)][:-1]
+    return torch.cat(parts, dim=1)
+
+
 def mixing_matrix_figure(matrices: list[torch.Tensor], title: str = "token-mixing matrices"):
-    """One panel per layer of [T, T] (or [heads, T, T], heads side by side) position-mixing weights."""
+    """One panel per layer of [T, T] (grid) or [heads, T, T] (one row per layer, heads side by side) weights."""
     plt = _pyplot()
-    rows, cols = _grid_shape(len(matrices), max_cols=4)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows + 0.4), dpi=100, squeeze=False)
+    heads = max(m.shape[0] if m.ndim == 3 else 1 for m in matrices)
+    if heads > 1:
+        rows, cols, size = len(matrices), 1, (1.2 + 2.4 * heads, 2.6 * len(matrices) + 0.5)
+    else:
+        rows, cols = _grid_shape(len(matrices), max_cols=4)
+        size = (3.4 * cols, 3.4 * rows + 0.4)
+    fig, axes = plt.subplots(rows, cols, figsize=size, dpi=100, squeeze=False)
     for ax in axes.flat[len(matrices):]:
         ax.remove()
     for i, (ax, matrix) in enumerate(zip(axes.flat, matrices)):
-        matrix = matrix.detach().float().cpu()
-        heads = matrix.shape[0] if matrix.ndim == 3 else 1
-        shown = torch.cat(list(matrix), dim=1) if matrix.ndim == 3 else matrix  # (T, heads * T)
-        limit = shown.abs().max().item() or 1.0
+        shown = heads_side_by_side(matrix)  # (T, T) or (T, heads * (T + 1) - 1)
+        limit = shown.nan_to_num().abs().max().item() or 1.0
         ax.imshow(shown.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-        ax.set_title(f"layer {i + 1}" + (f" ({heads} heads)" if heads > 1 else ""), fontsize=9)
-        ax.set_xlabel("source position")
+        ax.set_title(f"layer {i + 1}" + (f" ({matrix.shape[0]} heads)" if matrix.ndim == 3 else ""), fontsize=9)
+        if matrix.ndim == 3:
+            t = matrix.shape[-1]
+            ax.set_xticks([h * (t + 1) + (t - 1) / 2 for h in range(matrix.shape[0])],
+                          [f"head {h + 1}" for h in range(matrix.shape[0])])
+            ax.set_xlabel(f"source position (0..{t - 1} within each head)")
+        else:
+            ax.set_xlabel("source position")
         ax.set_ylabel("target position")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(f"{title} (red positive, blue negative)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -333,13 +352,14 @@ def _upscale(image: torch.Tensor, min_side: int = 256) -> torch.Tensor:
 
 
 def colorize(values: torch.Tensor, cmap: str = "RdBu_r") -> torch.Tensor:
-    """A 2-D tensor as an RGB image [3, H, W], symmetric around zero, through a matplotlib colormap."""
+    """A 2-D tensor as an RGB image [3, H, W], symmetric around zero, through a matplotlib colormap; NaN is white."""
     import matplotlib
 
     values = values.detach().float().cpu()
-    limit = values.abs().max().item() or 1.0
+    limit = values.nan_to_num().abs().max().item() or 1.0
     rgba = matplotlib.colormaps[cmap](((values / limit + 1) / 2).numpy())  # (H, W, 4)
-    return torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).float()
+    image = torch.from_numpy(rgba[..., :3]).permute(2, 0, 1).float()
+    return image.masked_fill(values.isnan(), 1.0)
 
 
 def default_prompt(tokenizer) -> str:
@@ -383,8 +403,7 @@ def tensorboard_hook(cfg, tokenizer=None, max_new_tokens: int = 200, link_layers
             mosaic = tile_images(patch_filter_images(stem.proj.weight))
             writer.add_image("patch_embedding/filters", _upscale(mosaic if mosaic.ndim == 3 else mosaic[None]), step)
         for i, matrix in enumerate(text_mixing_matrices(model)):
-            shown = torch.cat(list(matrix), dim=1) if matrix.ndim == 3 else matrix  # heads side by side
-            writer.add_image(f"token_mixing/layer_{i + 1:02d}", _upscale(colorize(shown)), step)
+            writer.add_image(f"token_mixing/layer_{i + 1:02d}", _upscale(colorize(heads_side_by_side(matrix))), step)
         embeddings = char_embedding_weights(model)
         if embeddings is not None and tokenizer is not None:
             writer.add_embedding(embeddings, metadata=vocab_labels(tokenizer, len(embeddings)),
