@@ -5,7 +5,9 @@
 Fashion-MNIST always (the fashion_mixer preset with model.depth=N); CIFAR-10 too when its python batches are
 in the cache or at --cifar-path (the cifar10_mixer_N presets of the seed-003 comparison). Writes
 benchmarks/results/blocks.json (accuracy, parameters, steps per depth, and a markdown parameter table)
-and benchmarks/results/blocks.png (test accuracy against the number of blocks). Run folders: runs/bench/blocks_*.
+and benchmarks/results/blocks.png (test accuracy against the number of blocks), plus the curves, token-mixing
+weights, patch projections and confusion matrix of the 4-block model in benchmarks/results/blocks_fashion_4/.
+Run folders: runs/bench/blocks_*.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from allmlp.data.cache import cache_dir
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, create_model
 from allmlp.tasks import build_experiment
+from allmlp.viz import figures_for_run
 
 RESULTS = Path(__file__).parent / "results"
 CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
@@ -149,6 +152,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     png = plot(rows, out.with_suffix(".png"), args.minutes)
+    shown = 4 if 4 in args.blocks else max(args.blocks)  # figures of one trained model, for the README
+    figures = figures_for_run(runs / f"blocks_fashion_{shown}", out.parent / f"blocks_fashion_{shown}")
+    print("figures: " + ", ".join(str(p) for p in figures.values()))
     print(result["parameter_table_markdown"])
     print(f"wrote {out} and {png}")
 
