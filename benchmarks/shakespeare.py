@@ -93,16 +93,15 @@ def bench_gpt(vocab_size: int = 84, context_length: int = 64, dim: int = 128, de
 
 # Model -> (its model section, overrides of the shakespeare_mixer preset's data / optimizer settings).
 SETUPS = {
-    "causal_mixer": ({"name": "causal_mixer", "context_length": 64, "embedding_dim": 128, "depth": 4,
-                      "channels_mlp_dim": 512, "num_heads": 4}, []),
-    "gmlp": ({"name": "gmlp", "context_length": 64, "embedding_dim": 128, "depth": 4, "ffn_dim": 512,
-              "num_heads": 4}, []),
-    "gpt": ({"name": "bench_gpt", "context_length": 64, "dim": 128, "depth": 4, "heads": 4},
+    "causal_mixer": ({"name": "causal_mixer", "embedding_dim": 128, "depth": 4, "channels_mlp_dim": 512,
+                      "num_heads": 4}, []),
+    "gmlp": ({"name": "gmlp", "embedding_dim": 128, "depth": 4, "ffn_dim": 512, "num_heads": 4}, []),
+    "gpt": ({"name": "bench_gpt", "dim": 128, "depth": 4, "heads": 4},
             ["data.batch_size=12", "optim.lr=1e-3", "optim.weight_decay=0.1"]),
-    "chat_mixer": ({"name": "chat_mixer", "context_length": 32, "embedding_dim": 64, "depth": 4, "tokens_mlp_dim": 64,
-                    "channels_mlp_dim": 256}, ["data.batch_size=128"]),
-    "bengio": ({"name": "bengio", "context_length": 8, "embedding_dim": 24, "hidden_dim": 512},
-               ["data.batch_size=128"]),
+    "chat_mixer": ({"name": "chat_mixer", "embedding_dim": 64, "depth": 4, "tokens_mlp_dim": 64,
+                    "channels_mlp_dim": 256}, ["data.context_length=32", "data.batch_size=128"]),
+    "bengio": ({"name": "bengio", "embedding_dim": 24, "hidden_dim": 512},
+               ["data.context_length=8", "data.batch_size=128"]),
 }
 
 

@@ -118,6 +118,9 @@ def test_language_task_reports_bits_per_char(tmp_path):
     assert metrics["val/bpc"] == pytest.approx(metrics["val/loss"] / math.log(2))
     assert metrics["test/ppl"] == pytest.approx(math.exp(metrics["test/loss"]))
     assert abs(metrics["val/loss"] - math.log(4)) < 0.5  # an untrained model is near uniform
+    tree = {k: v for k, v in cfg.to_dict().items() if k != "preset"}
+    with pytest.raises(ValueError, match="data.context_length=8 and model.context_length=16 disagree"):
+        language.build(build_config(tree, ["model.context_length=16"]))
     with pytest.raises(ValueError, match="data.type=window does not fit"):
         language.build(build_config({"model": {"name": "causal_mixer"}, "data": {"name": "text", "path": str(path),
                                                                                  "type": "window"}}))

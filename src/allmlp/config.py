@@ -39,7 +39,7 @@ class DataConfig:
     hflip: bool = True
     val_size: int = 0  # images: hold this many training images out for validation
     # text corpora
-    context_length: int = 64
+    context_length: int = 0  # text: chars a model sees; 0 keeps the model's own default (model.context_length)
     train_fraction: float = 0.9
     val_fraction: float = 0.05
     unknown_chars: str = "error"  # "error" or "drop" characters the tokenizer never saw

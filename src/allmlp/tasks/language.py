@@ -8,24 +8,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import Config, DataConfig
+from ..config import Config
 from ..data.text import LM_KINDS, CharTokenizer, TextBatches, load_text_splits
 from ..engine import Experiment
 from ..models import create_model, model_kwargs
 
 
 def fill_model_args(cfg: Config, tokenizer: CharTokenizer) -> None:
-    """Give the model the vocabulary size, and `data.context_length` when it was set and `model.context_length` not.
-
-    A data.context_length left at its default keeps the model's own default (bengio: 3, causal_mixer: 64).
-    """
+    """Give the model the vocabulary size, and `data.context_length` when set (> 0); they must agree if both are."""
     accepted = model_kwargs(cfg.model.name)
     if "vocab_size" in accepted and "vocab_size" not in cfg.model.args:
         cfg.model.args["vocab_size"] = tokenizer.vocab_size
-    data_default = DataConfig().context_length
-    if "context_length" in accepted and "context_length" not in cfg.model.args \
-            and cfg.data.context_length != data_default:
-        cfg.model.args["context_length"] = cfg.data.context_length
+    wanted, given = cfg.data.context_length, cfg.model.args.get("context_length")
+    if wanted > 0 and "context_length" in accepted:
+        if given is not None and given != wanted:
+            raise ValueError(f"data.context_length={wanted} and model.context_length={given} disagree; set one")
+        cfg.model.args["context_length"] = wanted
 
 
 def sample_kind(cfg: Config, model: nn.Module) -> str:
@@ -73,7 +71,7 @@ def build(cfg: Config) -> Experiment:
     fill_model_args(cfg, tokenizer)
     model = create_model(cfg.model.name, **cfg.model.args)
     kind = sample_kind(cfg, model)
-    context = int(getattr(model, "context_length", cfg.data.context_length))
+    context = int(getattr(model, "context_length", cfg.data.context_length or 64))
     boundary = tokenizer.boundary_id
 
     def batches_for(split: str, seed: int) -> TextBatches:
@@ -112,7 +110,7 @@ def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", to
     if split not in streams:
         raise ValueError(f"split {split!r} not available; choose one of {', '.join(streams)}")
     kind = sample_kind(cfg, model)
-    context = int(getattr(model, "context_length", cfg.data.context_length))
+    context = int(getattr(model, "context_length", cfg.data.context_length or 64))
     out = {}
     for name in dict.fromkeys(("val", "test", split)):
         if len(streams[name]) > context + 2:
