@@ -188,6 +188,12 @@ def test_training_writes_tensorboard_images_and_viz_cli(tiny_fashion, tmp_path):
     tags = _tags(run_dir)
     assert {"token_mixing/layer_01", "token_mixing/layer_02", "patch_embedding/filters"} <= set(tags["images"])
     assert "train/loss" in tags["scalars"] and "test/acc" in tags["scalars"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    acc.Reload()
+    # evaluations at 6 and 12 (the end), and every train.viz_interval=4 steps in between
+    assert [e.step for e in acc.Images("token_mixing/layer_01")] == [4, 6, 8, 12]
     assert main(["viz", str(run_dir)]) == 0
     for name in ("curves", "token_mixing", "patch_projections", "confusion_test"):
         assert png_size(run_dir / f"{name}.png")[0] > 300, name
