@@ -124,3 +124,26 @@ def test_language_task_reports_bits_per_char(tmp_path):
     with pytest.raises(ValueError, match="data.type=window does not fit"):
         language.build(build_config({"model": {"name": "causal_mixer"}, "data": {"name": "text", "path": str(path),
                                                                                  "type": "window"}}))
+
+
+def test_fetch_corpus_caches_and_verifies_checksums(tmp_path, monkeypatch):
+    from allmlp.data import text
+
+    monkeypatch.setenv("ALLMLP_CACHE", str(tmp_path))
+    calls = []
+
+    def build(target):
+        calls.append(target)
+        target.write_text("to be or not to be\n")
+
+    monkeypatch.setitem(text.CORPORA, "tiny", text.Corpus("a test corpus", build))
+    path = text.fetch_corpus("tiny")
+    assert path.read_text() == "to be or not to be\n" and text.fetch_corpus("tiny") == path and len(calls) == 1
+    path.write_text("to be or not to be?\n")
+    with pytest.raises(OSError, match="checksum mismatch"):
+        text.fetch_corpus("tiny")
+    monkeypatch.setitem(text.CORPORA, "pinned", text.Corpus("wrong pin", build, sha256="0" * 64))
+    with pytest.raises(OSError, match="corpus pinned: checksum mismatch"):
+        text.fetch_corpus("pinned")
+    with pytest.raises(KeyError, match="unknown corpus 'nope'"):
+        text.fetch_corpus("nope")
