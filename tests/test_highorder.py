@@ -205,3 +205,53 @@ def test_automaton_reapply_keeps_length_and_learns_a_rule():
     window_model = create_model("ho_small", vocab_size=tokenizer.vocab_size)
     with pytest.raises(ValueError, match="centered"):
         reapply(window_model, tokenizer, "abc", 1)
+
+
+SEED_COMMANDS = [  # every training command of seed 004, after `allmlp train book_highorder`
+    "data.type=sequence net=large_single_layer net.hidden.width=200 max_epochs=100 optimizer.lr=1e-3 batch_size=1000 "
+    "net.layer_type=discontinuous net.n=1 net.segments=150 net.hidden.layers=3",
+    "data.type=sequence net=large_single_layer net.hidden.width=200 max_epochs=100 optimizer.lr=1e-4 batch_size=1000",
+    "data.type=sequence net=large_double_layer max_epochs=100 net.hidden.width=250 optimizer.lr=1e-5",
+    "data.type=sequence net=large_single_layer net.hidden.width=250 max_epochs=100 net.n=3 optimizer.lr=1e-4",
+    "data.type=sequence net=small net.hidden.width=250 max_epochs=100 net.n=3 net.hidden.layers=3 optimizer.lr=1e-5",
+    "data.type=sequence net=small net.hidden.width=250 max_epochs=100 net.n=4 net.hidden.layers=3 optimizer.lr=1e-5",
+    "data.type=sequence net=large_single_layer net.hidden.width=200 max_epochs=100 optimizer.lr=1e-4 batch_size=1000 "
+    "net.n=5",
+    "data.type=sequence net=large_standard net.hidden.width=1000 max_epochs=100 optimizer.lr=1e-4",
+    "data.type=sequence net=large_single_layer net.hidden.layers=0 max_epochs=100 optimizer.lr=1e-4 batch_size=1000 "
+    "net.layer_type=discontinuous",
+    "data.type=sequence net=transformer max_epochs=100 optimizer.lr=1e-3 batch_size=512 net.layer_type=continuous "
+    "data.repeats=5 net.n=2 data.max_features=10 optimizer.patience=20 initialize.type=linear",
+    "data.type=sequence net=transformer max_epochs=100 optimizer.lr=1e-4 batch_size=16 net.layer_type=continuous "
+    "data.repeats=1 net.n=3 data.max_features=20 optimizer.patience=20 initialize.type=linear "
+    "accumulate_grad_batches=16 net.segments=2 net.model_type=high_order_input_transformer optimizer=lion",
+    "data.type=sequence net=conv max_epochs=100 optimizer.lr=1e-4 batch_size=1000 data.add_channel_dimension=true",
+    "data.type=sequence net=mamba optimizer.lr=1e-4 data.max_features=16 batch_size=1024",
+    "data.type=sequence net=tail_focus max_epochs=100 optimizer.lr=1e-3 batch_size=8000 "
+    "data.add_channel_dimension=true",
+]
+
+
+@pytest.mark.parametrize("words", SEED_COMMANDS, ids=range(len(SEED_COMMANDS)))
+def test_every_seed_training_command_builds_a_config_and_model(words):
+    cfg = build_config("book_highorder", words.split())
+    assert cfg.model.name.startswith("ho_") and cfg.data.type == "window"
+    with torch.device("meta"):  # the full-size model, without allocating it
+        create_model(cfg.model.name, **{"vocab_size": 84, "context_length": cfg.data.context_length,
+                                        **cfg.model.args})
+
+
+def test_data_repeats_multiplies_the_steps_of_an_epoch(tmp_path):
+    from allmlp.engine import total_steps
+    from allmlp.tasks import build_experiment
+
+    corpus = tmp_path / "book.txt"
+    corpus.write_text("abcdefghij" * 100)
+    words = ["data.name=text", f"data.path={corpus}", "data.max_chars=0", "batch_size=10", "net=small",
+             "net.hidden.width=4", "max_epochs=2"]
+    once = build_experiment(build_config("book_highorder", words))
+    thrice = build_experiment(build_config("book_highorder", [*words, "data.repeats=3"]))
+    assert once.train_batches.steps_per_epoch == 900 // 10  # 90% of 1000 chars, one target per window
+    assert thrice.train_batches.steps_per_epoch == 3 * once.train_batches.steps_per_epoch
+    cfg = build_config("book_highorder", [*words, "data.repeats=3"])
+    assert total_steps(cfg.train, thrice.train_batches.steps_per_epoch) == 2 * 270

@@ -119,7 +119,8 @@ def generate_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens:
 # The language-interpolation seed's names for the same settings (`topk=2 num_predict=1000 prompts=[...]`).
 KEY_ALIASES = {"topk": "top_k", "top_k": "top_k", "topp": "top_p", "top_p": "top_p", "num_predict": "max_new_tokens",
                "max_new_tokens": "max_new_tokens", "temperature": "temperature", "seed": "seed",
-               "prompts": "prompts", "prompt": "prompts"}
+               "prompts": "prompts", "prompt": "prompts",
+               "text": "prompts", "data.reapply": "reapply"}  # the seed's gbm and cellular-automaton scripts
 
 
 def apply_key_values(args: argparse.Namespace, items: list[str]) -> None:
