@@ -27,12 +27,12 @@ from allmlp.tasks import build_experiment
 from allmlp.viz import plot_char_embeddings, vocab_labels
 
 RESULTS = Path(__file__).parent / "results"
-RUNS = {  # label -> overrides on top of the preset
-    "nn.Module + nn.Parameter (bengio)": ["model.name=bengio"],
-    "raw tensors (bengio_raw)": ["model.name=bengio_raw"],
-    "hand-written layers (bengio_layers)": ["model.name=bengio_layers"],
-    "bengio, manual backprop": ["model.name=bengio", "optim.manual_backprop=true"],
-    "raw tensors, randn init (makemore part 2)": ["model.name=bengio_raw", "model.init=randn"],
+RUNS = {  # label -> (run folder under runs/bench, overrides on top of the preset)
+    "nn.Module + nn.Parameter (bengio)": ("bengio_module", ["model.name=bengio"]),
+    "raw tensors (bengio_raw)": ("bengio_raw", ["model.name=bengio_raw"]),
+    "hand-written layers (bengio_layers)": ("bengio_layers", ["model.name=bengio_layers"]),
+    "bengio, manual backprop": ("bengio_manual_backprop", ["model.name=bengio", "optim.manual_backprop=true"]),
+    "raw tensors, randn init (makemore part 2)": ("bengio_raw_randn", ["model.name=bengio_raw", "model.init=randn"]),
 }
 
 
@@ -101,10 +101,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out: dict = {"preset": args.preset, "steps": args.steps, "runs": {}}
     curves = {}
-    for label, overrides in RUNS.items():
+    for label, (run_name, overrides) in RUNS.items():
         print(f"== {label}", flush=True)
-        run_dir = Path("runs/bench") / ("bengio_" + "_".join(o.split("=")[1] for o in overrides))
-        exp, result, records = train(args.preset, overrides, args.steps, run_dir)
+        exp, result, records = train(args.preset, overrides, args.steps, Path("runs/bench") / run_name)
         curves[label] = records
         first = next(r["loss"] for r in records if r.get("split") == "train")
         out["runs"][label] = {"overrides": overrides, "params": count_parameters(exp.model),
