@@ -86,6 +86,7 @@ class Linear:
         return self.out
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """Its tensors by attribute name (none for weightless layers)."""
         return {"weight": self.weight} | ({"bias": self.bias} if self.bias is not None else {})
 
 
@@ -101,6 +102,7 @@ class BatchNorm1d:
         return self.out
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """Its tensors by attribute name (none for weightless layers)."""
         return {"gain": self.gain, "bias": self.bias, "running_mean": self.running_mean,
                 "running_var": self.running_var}
 
@@ -115,6 +117,7 @@ class Tanh:
         return self.out
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """Its tensors by attribute name (none for weightless layers)."""
         return {}
 
 
@@ -130,6 +133,7 @@ class Embedding:
         return self.out
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """Its tensors by attribute name (none for weightless layers)."""
         return {"weight": self.weight}
 
 
@@ -143,6 +147,7 @@ class Flatten:
         return self.out
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """Its tensors by attribute name (none for weightless layers)."""
         return {}
 
 
