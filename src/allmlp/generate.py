@@ -75,6 +75,16 @@ def sample_id(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None 
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def seeded_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator: reproducible with a seed, freshly seeded without one."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
     """One-line errors for sampling settings out of range."""
     if max_new_tokens < 0:
@@ -96,8 +106,7 @@ def stream_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: i
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     history = start_ids(tokenizer, tokenizer.encode(prompt, unknown=unknown))
     if generator is None:
-        generator = torch.Generator()
-        generator.manual_seed(seed) if seed is not None else generator.seed()
+        generator = seeded_generator(seed)
     was_training = model.training
     model.eval()
     try:
@@ -247,8 +256,7 @@ def chat_main(argv: list[str], stdin=None, stdout=None) -> int:
                 "top_p": args.top_p}
     check_sampling(**settings)
     unknown = args.unknown or cfg.data.unknown_chars
-    generator = torch.Generator()
-    generator.manual_seed(args.seed) if args.seed is not None else generator.seed()
+    generator = seeded_generator(args.seed)
     interactive = stdin.isatty()
     if interactive:
         stdout.write(f"{cfg.model.name} (context {model.context_length} chars). Please enter a prompt; /help for "
