@@ -274,7 +274,8 @@ def copy_weights(source: nn.Module, target: nn.Module) -> nn.Module:
 def manual_loss_and_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of a Bengio MLP on windows x [B, T] -> next chars y [B], with every parameter's
     .grad filled (added to) by hand-derived formulas: no loss.backward(), no autograd. Updates batch-norm
-    running statistics in train mode like the forward pass does; averages gradients over DDP processes."""
+    running statistics in train mode like the forward pass does. One process only: DDP averages autograd's gradients,
+    not these (the engine refuses optim.manual_backprop with several devices)."""
     inner = _bengio_inside(model)
     w, training = inner.named_weights(), inner.training
     B = x.shape[0]
@@ -328,12 +329,7 @@ def manual_loss_and_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) ->
         demb = demb + dlogits @ w["W_direct"].T
     grads["C"] = torch.zeros_like(w["C"]).index_add_(0, x.reshape(-1), demb.view(x.numel(), -1))
 
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    world = torch.distributed.get_world_size() if distributed else 1
     for name, grad in grads.items():
-        if world > 1:  # DDP only averages gradients made by autograd, so average ours here
-            torch.distributed.all_reduce(grad)
-            grad /= world
         param = w[name]
         param.grad = grad if param.grad is None else param.grad + grad
     return loss
