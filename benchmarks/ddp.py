@@ -31,7 +31,7 @@ def train_throughput(extra: list[str], steps: int, batch_size: int) -> float:
         command = [sys.executable, "-m", "allmlp", "train", "fashion_mixer", f"data.batch_size={batch_size}",
                    f"train.max_steps={steps}", f"train.log_interval={steps // 4}", "train.eval_interval=0",
                    "train.checkpoint_interval=0", "train.progress=false", "train.accelerator=cpu",
-                   "data.eval_batch_size=2000", "--run-dir", str(run), *extra]
+                   "data.eval_batch_size=2000", *extra, "--run-dir", str(run)]  # overrides before options
         done = subprocess.run(command, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
