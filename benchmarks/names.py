@@ -2,8 +2,9 @@
 
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/names.py [--minutes 5] [--models bengio ...]
 
-Each model trains from its preset `names_<model>` (1,000 names held out for val, 1,000 for test) for --minutes;
-the cosine schedule follows the clock. Writes benchmarks/results/names.json:
+Each model trains from its preset `names_<model>` (1,000 names held out for val, 1,000 for test) for at most
+--minutes, or fewer when the preset's train.max_steps ends it first (names_bengio stops at 15,000 steps: longer
+overfits); the cosine schedule follows whichever limit is nearer. Writes benchmarks/results/names.json:
 {"bengio": {"val_loss", "test_loss", "params", "train_seconds", ...}, "causal_mixer": {...}, "chat_mixer": {...},
  "device", "note"}. Losses are nats per char over every char of the held-out names and their end token.
 Run folders: runs/bench/names_<model>.
@@ -29,9 +30,9 @@ MAKEMORE = {"mlp (context 3)": 2.170, "mlp (context 8, larger)": 2.027, "wavenet
 
 
 def train_one(preset: str, minutes: float, run_dir: Path, overrides: list[str]) -> dict:
-    """Train a preset for `minutes`; its val/test loss over all held-out chars, parameters and throughput."""
-    cfg = build_config(preset, [*overrides, f"train.max_minutes={minutes}", "train.max_steps=100000000",
-                                "train.progress=false", "train.eval_interval=0", "train.checkpoint_interval=0"])
+    """Train a preset for at most `minutes` (or its own train.max_steps, whichever ends first); its val/test loss
+    over all held-out chars, parameters and throughput."""
+    cfg = build_config(preset, [*overrides, f"train.max_minutes={minutes}", "train.progress=false", "train.eval_interval=0", "train.checkpoint_interval=0"])
     fabric = make_fabric(cfg.train)
     fabric.seed_everything(cfg.train.seed, verbose=False)
     exp = build_experiment(cfg)

@@ -40,8 +40,9 @@ def test_train_then_eval_through_the_cli(tiny_fashion, tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "fashion_mixer", f"data.path={tiny_fashion}", "train.max_steps=120", "data.batch_size=64",
             "model.hidden_dim=32", "model.depth=2", "model.patch_size=7", "model.tokens_mlp_dim=16",
-            "model.channels_mlp_dim=64", "train.eval_interval=60", "data.augment=false", "optim.warmup_steps=5",
-            "--run-dir", str(run_dir)]
+            "model.channels_mlp_dim=64", "train.eval_interval=60", "data.augment=false"]
+    # options may come before, between or after the overrides
+    args = [*args, "--run-dir", str(run_dir), "optim.warmup_steps=5"]
     done = run_cli(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "saved:" in done.stdout
@@ -52,7 +53,7 @@ def test_train_then_eval_through_the_cli(tiny_fashion, tmp_path):
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["test/acc"] > 0.9 and (run_dir / "confusion_test.png").stat().st_size > 1000
     # a second run of the same preset without --run-dir never overwrites the first
-    again = run_cli(*args[:-2], "train.max_steps=2", cwd=tmp_path)
+    again = run_cli(*args[:-3], "train.max_steps=2", cwd=tmp_path)
     assert again.returncode == 0 and "runs/fashion_mixer" in again.stdout
 
 

@@ -50,3 +50,11 @@ def test_config_yaml_round_trip(tmp_path):
     again = load_config(tmp_path / "config.yaml")
     assert again.to_dict() == cfg.to_dict()
     assert again.optim.betas == (0.8, 0.9)
+
+
+def test_swapping_the_model_drops_the_presets_model_keys():
+    # names_bengio sets embedding_dim and hidden_dim; chat_mixer has embedding_dim but no hidden_dim
+    cfg = build_config("names_bengio", ["model.name=chat_mixer", "model.depth=3"])
+    assert cfg.model.name == "chat_mixer" and cfg.model.args == {"embedding_dim": 24, "depth": 3}
+    with pytest.raises(ConfigError, match="model.hidden_dim"):  # typed by the user: still checked
+        build_config("names_bengio", ["model.name=chat_mixer", "model.hidden_dim=64"])

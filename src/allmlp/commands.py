@@ -81,7 +81,7 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. optim.lr=1e-3")
     parser.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
     parser.add_argument("--run-dir", help="run folder (default: train.out_dir/run_name or preset)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     source = Path(args.preset)
     if (source / CONFIG).is_file():

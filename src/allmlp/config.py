@@ -254,13 +254,19 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
             items.append((key.strip(), parse_value(value)))
     cfg = Config(preset=preset if isinstance(preset, str) else "")
     model_args: dict[str, Any] = {}
-    for raw_key, value in items:
+    preset_model_args: set[str] = set()  # the preset's own model keys: dropped when an override swaps the model
+    from_preset = len(_flatten(tree))
+    for index, (raw_key, value) in enumerate(items):
         key = _hidden_keys(_canonical(raw_key))
         section, _, name = key.partition(".")
         if section not in SECTIONS or not name:
             raise _unknown(raw_key, [f"{s}.<key>" for s in SECTIONS])
         if section == "model" and name != "name":
             model_args[name] = value
+            if index < from_preset:
+                preset_model_args.add(name)
+            else:
+                preset_model_args.discard(name)
             continue
         target = getattr(cfg, section)
         fields = {f.name: f for f in dataclasses.fields(target)}
@@ -270,7 +276,17 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
         setattr(target, name, _coerce(key, value, hints[name], getattr(target, name)))
     from .models.highorder.zoo import resolve_name
 
+    preset_model = resolve_name(str(tree.get("model", {}).get("name", cfg.model.name)))
     cfg.model.name = resolve_name(cfg.model.name)
+    if cfg.model.name != preset_model:  # e.g. `allmlp train fashion_mixer model.name=mlp_classifier`
+        from .models import model_kwargs
+
+        try:
+            accepted = model_kwargs(cfg.model.name)
+        except KeyError:
+            accepted = None  # validate_model_args names the unknown model
+        if accepted is not None:
+            model_args = {k: v for k, v in model_args.items() if k not in preset_model_args or k in accepted}
     if cfg.data.type == "sequence":  # the language-interpolation seed's name for next-char windows
         cfg.data.type = "window"
     cfg.model.args = validate_model_args(cfg.model.name, model_args)

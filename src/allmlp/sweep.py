@@ -232,7 +232,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="sampler seed")
     parser.add_argument("--no-prune", action="store_true", help="run every trial to the end")
     parser.add_argument("--worker", type=int, default=-1, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.trials < 1 or args.jobs < 1:
         parser.error("--trials and --jobs must be >= 1")
     space, fixed = parse_spec(args.items)

@@ -1,0 +1,111 @@
+"""What the engine costs: the same model, batches and optimizer through `allmlp.engine.fit` and a bare PyTorch loop.
+
+    python benchmarks/engine_overhead.py [--preset fashion_mixer] [--steps 100] [--rounds 3]
+
+Both loops run in this process, alternating (bare, engine, bare, engine, ...), on synthetic images of the preset's
+shape; each side's fastest round is compared (a shared machine only ever slows a round down).
+Writes benchmarks/results/engine_overhead.json with {"ratio"}: engine seconds / bare seconds (target <= 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from allmlp.config import build_config
+from allmlp.data.batches import TensorBatches
+from allmlp.data.images import get_dataset
+from allmlp.engine import Experiment, build_optimizer, fit, make_fabric
+from allmlp.models import count_parameters, create_model
+from allmlp.tasks.classification import fill_model_args
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def make_batches(cfg, num_images: int = 4096) -> TensorBatches:
+    """Random images and labels shaped like the preset's data set (speed does not depend on the pixels)."""
+    spec = get_dataset(cfg.data.name)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(num_images, *spec.shape, generator=generator)  # (N, C, H, W)
+    labels = torch.randint(0, len(spec.classes), (num_images,), generator=generator)
+    return TensorBatches([images, labels], cfg.data.batch_size, cfg.train.seed)
+
+
+def fresh_model(cfg) -> torch.nn.Module:
+    """The preset's model with fixed initial weights."""
+    torch.manual_seed(0)
+    return create_model(cfg.model.name, **cfg.model.args)
+
+
+def loss_fn(cfg):
+    def loss(model, batch):
+        images, labels = batch
+        return F.cross_entropy(model(images), labels, label_smoothing=cfg.optim.label_smoothing), {}
+    return loss
+
+
+def bare_loop(cfg, batches: TensorBatches, steps: int) -> float:
+    """A careful hand-written loop: AdamW, clipping, the same batches; returns seconds for `steps` steps."""
+    model = fresh_model(cfg).train()
+    optimizer = build_optimizer(cfg.optim, model)
+    compute_loss = loss_fn(cfg)
+    start = time.perf_counter()
+    for step in range(steps):
+        loss, _ = compute_loss(model, batches.batch(step))
+        loss.backward()
+        loss.item()  # a bare loop logs its loss too
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def engine_loop(cfg, batches: TensorBatches, steps: int) -> float:
+    """`fit` with its defaults (progress bar, metrics.jsonl, TensorBoard scalars); returns its training seconds."""
+    fabric = make_fabric(cfg.train)
+    experiment = Experiment(fresh_model(cfg), loss_fn(cfg), batches)
+    with tempfile.TemporaryDirectory() as run_dir:
+        return fit(fabric, experiment, cfg, run_dir)["train_seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="fashion_mixer")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(RESULTS / "engine_overhead.json"))
+    args = parser.parse_args()
+    cfg = build_config(args.preset, [f"train.max_steps={args.steps}", "train.eval_interval=0",
+                                     "train.checkpoint_interval=0"])
+    spec = get_dataset(cfg.data.name)
+    fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
+    batches = make_batches(cfg)
+    warm_up = build_config({k: v for k, v in cfg.to_dict().items() if k != "preset"}, ["train.max_steps=5"])  # first calls pay for lazy initialisation
+    bare_loop(warm_up, batches, 5), engine_loop(warm_up, batches, 5)
+    bare, engine = [], []
+    for round_index in range(args.rounds):
+        bare.append(bare_loop(cfg, batches, args.steps))
+        engine.append(engine_loop(cfg, batches, args.steps))
+        print(f"round {round_index}: bare {bare[-1]:.2f} s, engine {engine[-1]:.2f} s", flush=True)
+    result = {"ratio": round(min(engine) / min(bare), 3), "ratio_of_medians": round(
+                  sorted(engine)[len(engine) // 2] / sorted(bare)[len(bare) // 2], 3),
+              "bare_seconds": [round(s, 2) for s in bare], "engine_seconds": [round(s, 2) for s in engine],
+              "steps": args.steps, "batch_size": cfg.data.batch_size, "model": cfg.model.name,
+              "params": count_parameters(fresh_model(cfg)), "preset": args.preset,
+              "command": "python " + " ".join(sys.argv),
+              "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
