@@ -12,7 +12,7 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import Config, load_config, save_config
+from .config import Config, config_yaml, load_config
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -84,18 +84,9 @@ def save_run(run_dir: Path, model: nn.Module, cfg: Config, tokenizer=None) -> No
     save_files = getattr(unwrap(model), "save_files", None)  # models with state outside tensors (LightGBM)
     if save_files is not None:
         save_files(run_dir)
-    buf = io.StringIO()
-    save_config_to(cfg, buf)
-    atomic_write_bytes(run_dir / CONFIG, buf.getvalue().encode())
+    atomic_write_bytes(run_dir / CONFIG, config_yaml(cfg).encode())
     if tokenizer is not None:
         atomic_write_bytes(run_dir / TOKENIZER, json.dumps(tokenizer.to_dict(), ensure_ascii=False).encode())
-
-
-def save_config_to(cfg: Config, stream) -> None:
-    """Write the config YAML to an open text stream."""
-    import yaml
-
-    yaml.safe_dump(cfg.to_dict(), stream, sort_keys=False)
 
 
 def save_trainer_state(run_dir: Path, state: dict) -> None:
@@ -156,6 +147,3 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-
-__all__ = ["save_run", "load_run", "save_weights", "load_weights", "save_trainer_state", "load_trainer_state",
-           "read_metrics", "check_run_dir", "unwrap", "CheckpointError", "save_config"]

@@ -313,9 +313,14 @@ def validate_model_args(model_name: str, args: dict) -> dict:
     return out
 
 
+def config_yaml(cfg: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    Path(path).write_text(config_yaml(cfg))
 
 
 def load_config(path: str | Path) -> Config:
