@@ -23,7 +23,7 @@ def models_main(argv: list[str]) -> int:
     from .models import count_parameters, create_model, list_models, model_info
 
     parser = _parser("models", "List registered models (parameters counted with default arguments).")
-    parser.add_argument("--task", choices=["image", "text"], help="only models of this task")
+    parser.add_argument("--task", choices=["image", "text", "gbm"], help="only models of this task")
     args = parser.parse_args(argv)
     table = Table("name", "task", "parameters", "input size")
     for name in list_models(args.task):

@@ -39,7 +39,7 @@ def _load_all() -> None:
 
 
 def list_models(task: str | None = None) -> list[str]:
-    """Names of all registered models (optionally only those of one task: image or text)."""
+    """Names of all registered models (optionally only those of one task: image, text or gbm)."""
     _load_all()
     return sorted(k for k in _REGISTRY if task is None or _INFO[k]["task"] == task)
 
