@@ -37,11 +37,14 @@ def official_arrays(depth=2, patch=4, chans=3, hidden=16, tokens=16, tokens_mlp=
     return arrays
 
 
-def flax_reference_logits(p: dict, images_nhwc: np.ndarray, depth: int, patch: int, eps: float = 1e-5):
+def flax_reference_logits(p: dict, images_nhwc: np.ndarray, depth: int, patch: int, eps: float = 1e-6,
+                          tanh_gelu: bool = False):
     """The official Mixer forward written in numpy on the flax arrays (NHWC, kernels as stored)."""
     erf = np.vectorize(math.erf)
 
     def gelu(x):
+        if tanh_gelu:  # flax nn.gelu's default
+            return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
         return 0.5 * x * (1 + erf(x / math.sqrt(2)))
 
     def norm(x, name):
@@ -67,17 +70,20 @@ def small_mixer(**extra):
     return create_model("mixer_s16", **{**SMALL, "num_classes": 5, **extra}).eval()
 
 
-def test_official_npz_gives_the_flax_reference_logits(tmp_path):
+@pytest.mark.parametrize("gelu", ["none", "tanh"])
+def test_official_npz_gives_the_flax_reference_logits(tmp_path, gelu):
     arrays = official_arrays()
     np.savez(tmp_path / "Mixer-S_4.npz", **arrays)
-    model = small_mixer()
+    model = small_mixer(gelu=gelu)
     report = load_pretrained(model, read_weights(tmp_path / "Mixer-S_4.npz"))
     assert report == {"resized": None, "new_head": False}
     images = np.random.default_rng(1).normal(size=(3, 16, 16, 3)).astype(np.float32)
-    expected = flax_reference_logits(arrays, images.astype(np.float64), depth=2, patch=4)
+    expected = flax_reference_logits(arrays, images.astype(np.float64), depth=2, patch=4, tanh_gelu=gelu == "tanh")
+    other = flax_reference_logits(arrays, images.astype(np.float64), depth=2, patch=4, tanh_gelu=gelu != "tanh")
     with torch.no_grad():
         got = model(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
-    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(got - expected).max() < 1e-6  # float32 against float64
+    assert np.abs(got - other).max() > 1e-5  # the switch matters: the two GELUs are told apart
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])

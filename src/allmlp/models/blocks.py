@@ -7,12 +7,13 @@ import torch.nn as nn
 
 
 class Mlp(nn.Module):
-    """Linear -> GELU -> (dropout) -> Linear: the MLP inside every Mixer block."""
+    """Linear -> GELU -> (dropout) -> Linear: the MLP inside every Mixer block (gelu="tanh": JAX's approximation)."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int | None = None, dropout: float = 0.0):
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int | None = None, dropout: float = 0.0,
+                 gelu: str = "none"):
         super().__init__()
         self.fc1 = nn.Linear(in_dim, hidden_dim)
-        self.act = nn.GELU()
+        self.act = nn.GELU(approximate=gelu)
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden_dim, out_dim or in_dim)
 
@@ -24,12 +25,12 @@ class MixerBlock(nn.Module):
     """Mixer layer of Tolstikhin et al. 2021: LN -> token-mixing MLP -> residual, LN -> channel MLP -> residual."""
 
     def __init__(self, num_tokens: int, hidden_dim: int, tokens_mlp_dim: int, channels_mlp_dim: int,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, norm_eps: float = 1e-5, gelu: str = "none"):
         super().__init__()
-        self.norm1 = nn.LayerNorm(hidden_dim)
-        self.token_mixing = Mlp(num_tokens, tokens_mlp_dim, dropout=dropout)
-        self.norm2 = nn.LayerNorm(hidden_dim)
-        self.channel_mixing = Mlp(hidden_dim, channels_mlp_dim, dropout=dropout)
+        self.norm1 = nn.LayerNorm(hidden_dim, eps=norm_eps)
+        self.token_mixing = Mlp(num_tokens, tokens_mlp_dim, dropout=dropout, gelu=gelu)
+        self.norm2 = nn.LayerNorm(hidden_dim, eps=norm_eps)
+        self.channel_mixing = Mlp(hidden_dim, channels_mlp_dim, dropout=dropout, gelu=gelu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, N, C) with N tokens (patches) and C channels

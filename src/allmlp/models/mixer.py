@@ -36,18 +36,24 @@ class PatchEmbed(nn.Module):
 
 
 class MlpMixer(nn.Module):
-    """Paper-faithful MLP-Mixer: patch stem, `depth` Mixer blocks, final LayerNorm, mean pool, linear head."""
+    """Paper-faithful MLP-Mixer: patch stem, `depth` Mixer blocks, final LayerNorm, mean pool, linear head.
+
+    LayerNorm eps is 1e-6 as in the official JAX code and timm; GELU is exact unless `gelu="tanh"` (JAX's default
+    approximation: use it to reproduce the official checkpoints' logits exactly).
+    """
 
     def __init__(self, num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size: int = 16,
                  hidden_dim: int = 768, depth: int = 12, tokens_mlp_dim: int = 384,
-                 channels_mlp_dim: int = 3072, dropout: float = 0.0):
+                 channels_mlp_dim: int = 3072, dropout: float = 0.0, norm_eps: float = 1e-6, gelu: str = "none"):
         super().__init__()
+        if gelu not in ("none", "tanh"):
+            raise ValueError(f"model.gelu must be 'none' (exact) or 'tanh', got {gelu!r}")
         self.in_chans, self.num_classes = in_chans, num_classes
         self.stem = PatchEmbed(img_size, patch_size, in_chans, hidden_dim)
         self.blocks = nn.Sequential(*[
-            MixerBlock(self.stem.num_patches, hidden_dim, tokens_mlp_dim, channels_mlp_dim, dropout)
+            MixerBlock(self.stem.num_patches, hidden_dim, tokens_mlp_dim, channels_mlp_dim, dropout, norm_eps, gelu)
             for _ in range(depth)])
-        self.norm = nn.LayerNorm(hidden_dim)
+        self.norm = nn.LayerNorm(hidden_dim, eps=norm_eps)
         self.head = nn.Linear(hidden_dim, num_classes)
         self._init_weights()
 
@@ -92,9 +98,10 @@ PAPER_VARIANTS = {
 def _register_paper_variant(name: str, patch: int, hidden: int, depth: int, tokens: int, channels: int):
     def factory(num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size: int = patch,
                 hidden_dim: int = hidden, depth: int = depth, tokens_mlp_dim: int = tokens,
-                channels_mlp_dim: int = channels, dropout: float = 0.0) -> MlpMixer:
+                channels_mlp_dim: int = channels, dropout: float = 0.0, norm_eps: float = 1e-6,
+                gelu: str = "none") -> MlpMixer:
         return MlpMixer(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, tokens_mlp_dim,
-                        channels_mlp_dim, dropout)
+                        channels_mlp_dim, dropout, norm_eps, gelu)
 
     factory.__name__ = name
     factory.__doc__ = f"Mixer-{name[6:].upper()} of the paper (224 px, ImageNet head by default)."
@@ -108,19 +115,21 @@ for _name, _dims in PAPER_VARIANTS.items():
 @register_model(input_size=(1, 28, 28))
 def mixer_tiny_28(num_classes: int = 10, img_size=28, in_chans: int = 1, patch_size: int = 4,
                   hidden_dim: int = 128, depth: int = 6, tokens_mlp_dim: int = 96,
-                  channels_mlp_dim: int = 384, dropout: float = 0.0) -> MlpMixer:
+                  channels_mlp_dim: int = 384, dropout: float = 0.0, norm_eps: float = 1e-6,
+                  gelu: str = "none") -> MlpMixer:
     """Small Mixer for 28x28 images (MNIST, Fashion-MNIST): 49 tokens of 4x4 patches."""
     return MlpMixer(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, tokens_mlp_dim,
-                    channels_mlp_dim, dropout)
+                    channels_mlp_dim, dropout, norm_eps, gelu)
 
 
 @register_model(input_size=(3, 32, 32))
 def mixer_tiny_32(num_classes: int = 10, img_size=32, in_chans: int = 3, patch_size: int = 4,
                   hidden_dim: int = 128, depth: int = 4, tokens_mlp_dim: int = 64,
-                  channels_mlp_dim: int = 512, dropout: float = 0.0) -> MlpMixer:
+                  channels_mlp_dim: int = 512, dropout: float = 0.0, norm_eps: float = 1e-6,
+                  gelu: str = "none") -> MlpMixer:
     """Small Mixer for 32x32 images (CIFAR-10): 64 tokens of 4x4 patches."""
     return MlpMixer(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, tokens_mlp_dim,
-                    channels_mlp_dim, dropout)
+                    channels_mlp_dim, dropout, norm_eps, gelu)
 
 
 class SeedMixerBlock(nn.Module):
