@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from allmlp.data.images import DataError, load_images, random_crop_flip, read_cifar_batch, read_idx
+from allmlp.data.images import DataError, black_level, load_images, random_crop_flip, read_cifar_batch, read_idx
 from conftest import write_idx
 
 
@@ -80,3 +80,12 @@ def test_crop_flip_keeps_shape_and_content():
     assert cropped.shape == images.shape
     # every crop is a shifted window: its nonzero values are a subset of the image's values
     assert set(cropped[0].unique().tolist()) <= set(images[0].unique().tolist()) | {0.0}
+
+
+def test_crop_padding_takes_the_fill_value_per_channel():
+    images = torch.ones(8, 2, 3, 3)
+    fill = black_level(mean=(0.5, 0.25), std=(0.5, 0.25))  # a black pixel after normalize: -1 in both channels
+    assert torch.allclose(fill, torch.tensor([-1.0, -1.0]))
+    out = random_crop_flip(images, padding=2, hflip=False, generator=torch.Generator().manual_seed(0), fill=fill)
+    assert set(out.unique().tolist()) <= {1.0, -1.0}
+    assert (out == -1).any()  # with padding 2 on a 3x3 image some border always shows

@@ -229,11 +229,18 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
     return (images.float() / 255.0 - mean) / std
 
 
-def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding and random horizontal flip, as batched tensor ops."""
+def black_level(mean, std) -> torch.Tensor:
+    """The value a black (0) pixel has after `normalize`: (C,)."""
+    return -torch.tensor(mean) / torch.tensor(std)
+
+
+def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator,
+                     fill: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Random crop after padding with `fill` (per channel, e.g. `black_level`) and random horizontal flip."""
     b, c, h, w = images.shape
     if padding > 0:
-        padded = torch.nn.functional.pad(images, (padding,) * 4)
+        fill = torch.as_tensor(fill, dtype=images.dtype).reshape(-1, 1, 1)  # (C or 1, 1, 1)
+        padded = torch.nn.functional.pad(images - fill, (padding,) * 4) + fill  # the border takes the fill value
         dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
         dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
         rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(b, c, h, w + 2 * padding)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..data.batches import TensorBatches, iterate_in_order
-from ..data.images import get_dataset, load_images, normalize, random_crop_flip
+from ..data.images import black_level, get_dataset, load_images, normalize, random_crop_flip
 from ..engine import Experiment
 from ..models import create_model, model_kwargs
 
@@ -59,10 +59,11 @@ def build(cfg: Config) -> Experiment:
     fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
     model = create_model(cfg.model.name, **cfg.model.args)
     data = cfg.data
+    border = black_level(spec.mean, spec.std)  # crops pad with black, as the images' own background
 
     def augment(batch, generator):
         images, labels = batch
-        return random_crop_flip(images, data.crop_padding, data.hflip, generator), labels
+        return random_crop_flip(images, data.crop_padding, data.hflip, generator, border), labels
 
     train = TensorBatches(splits["train"], data.batch_size, cfg.train.seed, augment if data.augment else None)
 
