@@ -20,12 +20,14 @@ from allmlp.config import build_config
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters
 from allmlp.tasks import build_experiment
+from allmlp.tasks.classification import classification_metrics, load_splits, predict
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def run(preset: str, minutes: float, overrides: list[str], run_dir: Path) -> dict:
-    """Train `preset` for at most `minutes` (cosine schedule follows the clock) and return its test metrics."""
+    """Train `preset` for at most `minutes` (cosine schedule follows the clock) and return its test metrics
+    (with the preset's evaluation, and on single images without the test-time flip)."""
     cfg = build_config(preset, [*overrides, f"train.max_minutes={minutes}", "train.max_steps=1000000",
                                 "train.eval_interval=0",
                                 "train.checkpoint_interval=0", "train.progress=false"])
@@ -34,8 +36,11 @@ def run(preset: str, minutes: float, overrides: list[str], run_dir: Path) -> dic
     exp = build_experiment(cfg)
     start = time.perf_counter()
     result = fit(fabric, exp, cfg, run_dir)
+    images, labels = load_splits(cfg)["test"]
+    single_view = classification_metrics(predict(exp.model.eval(), images, cfg.data.eval_batch_size), labels)
     return {"model": cfg.model.name, "model_args": cfg.model.args, "params": count_parameters(exp.model),
             "test_accuracy": round(result["test/acc"], 4), "test_loss": round(result["test/loss"], 4),
+            "eval_hflip": cfg.data.eval_hflip, "test_accuracy_single_view": round(single_view["acc"], 4),
             "train_seconds": round(result["train_seconds"], 1), "steps": result["step"],
             "wall_seconds": round(time.perf_counter() - start, 1)}
 

@@ -89,3 +89,15 @@ def test_crop_padding_takes_the_fill_value_per_channel():
     out = random_crop_flip(images, padding=2, hflip=False, generator=torch.Generator().manual_seed(0), fill=fill)
     assert set(out.unique().tolist()) <= {1.0, -1.0}
     assert (out == -1).any()  # with padding 2 on a 3x3 image some border always shows
+
+
+def test_test_time_flip_averages_the_logits_of_both_mirror_images():
+    from allmlp.tasks.classification import predict
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))  # not mirror-symmetric
+    images = torch.randn(5, 1, 3, 4)
+    plain = predict(model, images, batch_size=2)
+    both = predict(model, images, batch_size=2, hflip=True)
+    assert torch.allclose(both, (plain + model(images.flip(3))) / 2, atol=1e-6)
+    assert not torch.allclose(both, plain)

@@ -37,6 +37,7 @@ class DataConfig:
     augment: bool = True  # images: random crop with padding and horizontal flip
     crop_padding: int = 2
     hflip: bool = True
+    eval_hflip: bool = False  # images: evaluate on the mean logits of each image and its mirror image
     val_size: int = 0  # images: hold this many training images out for validation
     # text corpora
     context_length: int = 0  # text: chars a model sees; 0 keeps the model's own default (model.context_length)

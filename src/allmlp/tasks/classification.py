@@ -40,10 +40,16 @@ def load_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Logits for all images, in batches."""
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int, hflip: bool = False) -> torch.Tensor:
+    """Logits for all images, in batches; `hflip` averages them with the mirrored images' (test-time flip)."""
     device = next(model.parameters()).device
-    return torch.cat([model(x.to(device)).float().cpu() for (x,) in iterate_in_order([images], batch_size)])
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device)
+        out = model(x).float()
+        return (out + model(x.flip(3)).float()) / 2 if hflip else out
+
+    return torch.cat([logits(x).cpu() for (x,) in iterate_in_order([images], batch_size)])
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -77,7 +83,7 @@ def build(cfg: Config) -> Experiment:
         out = {}
         for split in [s for s in ("val", "test") if s in splits]:
             x, y = splits[split]
-            for key, value in classification_metrics(predict(model, x, data.eval_batch_size), y).items():
+            for key, value in classification_metrics(predict(model, x, data.eval_batch_size, data.eval_hflip), y).items():
                 out[f"{split}/{key}"] = value
         return out
 
@@ -98,7 +104,7 @@ def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", to
     if split not in splits:
         raise ValueError(f"split {split!r} not available; choose one of {', '.join(splits)}")
     x, y = splits[split]
-    logits = predict(model, x, cfg.data.eval_batch_size)
+    logits = predict(model, x, cfg.data.eval_batch_size, cfg.data.eval_hflip)
     matrix = confusion_matrix(logits.argmax(1), y, len(spec.classes))
     per_class = (matrix.diag().float() / matrix.sum(1).clamp(min=1)).tolist()
     png = plot_confusion_matrix(matrix, spec.classes, run_dir / f"confusion_{split}.png")
