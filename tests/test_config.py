@@ -6,7 +6,7 @@ from allmlp.config import ConfigError, build_config, load_config, parse_value, s
 def test_overrides_reach_their_sections():
     cfg = build_config("fashion_mixer", ["model.depth=6", "optim.lr=3e-3", "train.max_steps=2000",
                                          "data.augment=false"])
-    assert cfg.model.args == {"depth": 6}
+    assert cfg.model.args == {"depth": 6, "channels_mlp_dim": 256}  # the preset sets channels_mlp_dim
     assert cfg.optim.lr == pytest.approx(3e-3) and isinstance(cfg.optim.lr, float)
     assert cfg.train.max_steps == 2000 and cfg.data.augment is False
 
