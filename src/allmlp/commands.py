@@ -67,12 +67,9 @@ def _next_free(path: Path) -> Path:
 
 def train_main(argv: list[str]) -> int:
     """`allmlp train PRESET [overrides] [--resume]`: train and save a run folder."""
-    import torch
-
     from .checkpoint import CONFIG, check_run_dir
     from .config import build_config, load_config
-    from .engine import fit, make_fabric, shutdown
-    from .models import count_parameters
+    from .engine import make_fabric
     from .tasks import build_experiment
 
     parser = _parser("train", "Train a model from a preset (or a run folder) with section.key=value overrides.")
@@ -102,13 +99,22 @@ def train_main(argv: list[str]) -> int:
     fabric.seed_everything(cfg.train.seed, verbose=False)
     with fabric.rank_zero_first():  # rank 0 downloads and caches the data; the other ranks then read the cache
         exp = build_experiment(cfg)
-    if fabric.global_rank == 0:
-        from .viz import tensorboard_hook
+    return fit_and_report(fabric, exp, cfg, run_dir, resume=args.resume)
 
+
+def fit_and_report(fabric, exp, cfg, run_dir: Path, resume: bool = False, source: str = "") -> int:
+    """Train with TensorBoard figures, print the run folder before and the metrics after (rank 0), shut down."""
+    import torch
+
+    from .engine import fit, shutdown
+    from .models import count_parameters
+    from .viz import tensorboard_hook
+
+    if fabric.global_rank == 0:
         exp.hooks.append(tensorboard_hook(cfg, exp.tokenizer))
-        print(f"run folder: {run_dir}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters)  "
-              f"torch threads: {torch.get_num_threads()}", flush=True)
-    result = fit(fabric, exp, cfg, run_dir, resume=args.resume)
+        print(f"run folder: {run_dir}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters)"
+              f"{source}  torch threads: {torch.get_num_threads()}", flush=True)
+    result = fit(fabric, exp, cfg, run_dir, resume=resume)
     if fabric.global_rank == 0:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float) and "/" in k)
         print(f"done: step {result['step']} in {result['train_seconds']:.0f} s; {shown}")

@@ -221,13 +221,10 @@ def finetune_main(argv: list[str]) -> int:
     """`allmlp finetune --weights FILE PRESET [overrides]`: train a mixer_* model starting from pretrained weights."""
     import argparse
 
-    import torch as _torch
-
     from .checkpoint import CONFIG
-    from .commands import _next_free
+    from .commands import _next_free, fit_and_report
     from .config import build_config, load_preset
-    from .engine import fit, make_fabric, shutdown
-    from .models import count_parameters
+    from .engine import make_fabric
     from .tasks import build_experiment
 
     parser = argparse.ArgumentParser(prog="allmlp finetune", epilog=FINETUNE_EPILOG,
@@ -260,15 +257,6 @@ def finetune_main(argv: list[str]) -> int:
     with fabric.rank_zero_first():  # rank 0 downloads and caches the data; the other ranks then read the cache
         exp = build_experiment(cfg)
     report = load_pretrained(exp.model, state, new_head=not args.keep_head)
-    if fabric.global_rank == 0:
-        adapted = ", ".join(filter(None, [report["resized"] and f"token mixing resized {report['resized']}",
-                                          report["new_head"] and "new head"]))
-        print(f"run folder: {run_dir}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters) from "
-              f"{args.weights} ({adapted or 'loaded as is'})  torch threads: {_torch.get_num_threads()}", flush=True)
-    result = fit(fabric, exp, cfg, run_dir)
-    if fabric.global_rank == 0:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float) and "/" in k)
-        print(f"done: step {result['step']} in {result['train_seconds']:.0f} s; {shown}")
-        print(f"saved: {run_dir}")
-    shutdown(fabric)
-    return 0
+    adapted = ", ".join(filter(None, [report["resized"] and f"token mixing resized {report['resized']}",
+                                      report["new_head"] and "new head"]))
+    return fit_and_report(fabric, exp, cfg, run_dir, source=f" from {args.weights} ({adapted or 'loaded as is'})")

@@ -53,6 +53,15 @@ def init_weights(vocab_size: int, context_length: int, embedding_dim: int, hidde
 BUFFERS = ("bn_mean", "bn_var")  # batch-norm running statistics: state, not trained
 
 
+def hold_weights(module: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Register `init_weights`' tensors on `module` by name: parameters, and BUFFERS as buffers."""
+    for name, tensor in weights.items():
+        if name in BUFFERS:
+            module.register_buffer(name, tensor)
+        else:
+            module.register_parameter(name, nn.Parameter(tensor))
+
+
 class BengioMLP(nn.Module):
     """The Bengio MLP as an nn.Module holding nn.Parameters; batch norm and linear maps use torch's own kernels."""
 
@@ -63,12 +72,8 @@ class BengioMLP(nn.Module):
         super().__init__()
         self.vocab_size, self.context_length = vocab_size, context_length
         self.batch_norm, self.direct = batch_norm, direct
-        weights = init_weights(vocab_size, context_length, embedding_dim, hidden_dim, batch_norm, direct, init)
-        for name, tensor in weights.items():
-            if name in BUFFERS:
-                self.register_buffer(name, tensor)
-            else:
-                self.register_parameter(name, nn.Parameter(tensor))
+        hold_weights(self, init_weights(vocab_size, context_length, embedding_dim, hidden_dim, batch_norm, direct,
+                                        init))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits [B, V] for the char after each window idx [B, T]."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .char_mlp import BN_EPS, BN_MOMENTUM, BUFFERS, check_window, init_weights
+from .char_mlp import BN_EPS, BN_MOMENTUM, check_window, hold_weights, init_weights
 
 
 def _batch_norm(h: torch.Tensor, gain, bias, running_mean, running_var, training: bool) -> torch.Tensor:
@@ -40,12 +40,8 @@ class RawTensorsBengio(nn.Module):
         super().__init__()
         self.vocab_size, self.context_length = vocab_size, context_length
         self.batch_norm, self.direct = batch_norm, direct
-        weights = init_weights(vocab_size, context_length, embedding_dim, hidden_dim, batch_norm, direct, init)
-        for name, tensor in weights.items():
-            if name in BUFFERS:
-                self.register_buffer(name, tensor)
-            else:
-                self.register_parameter(name, nn.Parameter(tensor))
+        hold_weights(self, init_weights(vocab_size, context_length, embedding_dim, hidden_dim, batch_norm, direct,
+                                        init))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits [B, V] for the char after each window idx [B, T]."""
