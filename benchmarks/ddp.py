@@ -138,8 +138,7 @@ def main() -> None:
         "bf16_vs_fp32": precision,
         "device": f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
                   f"{torch.__version__}",
-        "note": "shared machine (~5 engineers on 2 cores): best of interleaved rounds; ratios only mean "
-                "something within this run",
+        "note": "best of interleaved rounds; ratios only mean something within this run",
         "command": "flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/ddp.py " + " ".join(sys.argv[1:]),
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
