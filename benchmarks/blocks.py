@@ -143,8 +143,8 @@ def main() -> None:
         "parameter_table_markdown": markdown_table(rows),
         "command": "python " + " ".join(sys.argv),
         "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "note": "2-core machine shared with other engineers' processes: the time budget is wall clock, so step "
-                "counts (and with them accuracy) depend on the load; fashion_mixer preset (hidden 128, 4x4 "
+        "note": "the time budget is wall clock, so step counts (and with them accuracy) depend on the machine "
+                "and its load; fashion_mixer preset (hidden 128, 4x4 "
                 "patches) with model.depth=N; cifar10 rows without accuracy are parameter counts only "
                 "(no CIFAR-10 files here)",
     }

@@ -34,8 +34,7 @@ from allmlp.tasks import build_experiment
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-NOTE = ("shared machine: 2 CPU cores used by several engineers at once, so absolute times and steps per budget "
-        "vary between runs; ratios are measured in one process, back to back")
+NOTE = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one process, back to back")
 
 
 @torch.no_grad()

