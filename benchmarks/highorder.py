@@ -50,11 +50,14 @@ def next_char_accuracy(model: nn.Module, tokens: torch.Tensor, context: int, bat
 
 
 def memorise(name: str, overrides: list[str], minutes: float, run_dir: Path) -> dict:
-    """Train a book_highorder setup for `minutes`; accuracy on the training text, val loss, steps, epochs."""
+    """Train a book_highorder setup for `minutes` (cosine schedule); accuracy on the training text, val loss, steps,
+    epochs."""
     cfg = build_config("book_highorder", [*overrides, f"train.max_minutes={minutes}", "train.max_epochs=0",
                                           "train.max_steps=100000000", "train.progress=false",
                                           "train.checkpoint_interval=0", "train.compile=true",
-                                          "train.eval_interval=250"])
+                                          "train.eval_interval=250", "optim.schedule=cosine"])
+    # cosine over the clock: the preset's reduce-on-plateau watches val loss, which rises while a net memorises,
+    # so it cuts the lr to nothing within minutes and freezes the run
     fabric = make_fabric(cfg.train)
     fabric.seed_everything(cfg.train.seed, verbose=False)
     exp = build_experiment(cfg)
