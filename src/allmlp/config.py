@@ -277,7 +277,7 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
         setattr(target, name, _coerce(key, value, hints[name], getattr(target, name)))
     from .models.highorder.zoo import resolve_name
 
-    preset_model = resolve_name(str(tree.get("model", {}).get("name", cfg.model.name)))
+    preset_model = resolve_name(str((tree.get("model") or {}).get("name", cfg.model.name)))
     cfg.model.name = resolve_name(cfg.model.name)
     if cfg.model.name != preset_model:  # e.g. `allmlp train fashion_mixer model.name=mlp_classifier`
         from .models import model_kwargs
