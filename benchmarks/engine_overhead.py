@@ -30,6 +30,14 @@ from allmlp.tasks.classification import fill_model_args
 RESULTS = Path(__file__).parent / "results"
 
 
+def bench_config(preset: str, steps: int):
+    """The preset for `steps` steps without evaluations or checkpoints, model arguments filled from the data."""
+    cfg = build_config(preset, [f"train.max_steps={steps}", "train.eval_interval=0", "train.checkpoint_interval=0"])
+    spec = get_dataset(cfg.data.name)
+    fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
+    return cfg
+
+
 def make_batches(cfg, num_images: int = 4096) -> TensorBatches:
     """Random images and labels shaped like the preset's data set (speed does not depend on the pixels)."""
     spec = get_dataset(cfg.data.name)
@@ -83,13 +91,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "engine_overhead.json"))
     args = parser.parse_args()
-    cfg = build_config(args.preset, [f"train.max_steps={args.steps}", "train.eval_interval=0",
-                                     "train.checkpoint_interval=0"])
-    spec = get_dataset(cfg.data.name)
-    fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
+    cfg = bench_config(args.preset, args.steps)
     batches = make_batches(cfg)
-    warm_up = build_config({k: v for k, v in cfg.to_dict().items() if k != "preset"}, ["train.max_steps=5"])  # first calls pay for lazy initialisation
-    bare_loop(warm_up, batches, 5), engine_loop(warm_up, batches, 5)
+    warm_up = bench_config(args.preset, 5)  # first calls pay for lazy initialisation: not timed
+    bare_loop(warm_up, batches, 5)
+    engine_loop(warm_up, batches, 5)
     bare, engine = [], []
     for round_index in range(args.rounds):
         bare.append(bare_loop(cfg, batches, args.steps))

@@ -61,7 +61,7 @@ def main() -> None:
     result.update({"preset": args.preset, "budget_minutes": args.minutes,
                    "command": "python " + " ".join(sys.argv),
                    "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-                   "note": "2-core shared machine; wall-clock budgets include any load from other processes"})
+                   "note": "wall-clock budgets: steps depend on the machine and its load"})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

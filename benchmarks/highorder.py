@@ -34,7 +34,8 @@ from allmlp.tasks import build_experiment
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-NOTE = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one process, back to back")
+NOTE = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one "
+        "process, back to back")
 
 
 @torch.no_grad()

