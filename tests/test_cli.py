@@ -46,7 +46,7 @@ def test_train_then_eval_through_the_cli(tiny_fashion, tmp_path):
     done = run_cli(*args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "saved:" in done.stdout
-    for name in ("model.safetensors", "config.yaml", "metrics.jsonl", "trainer_state.pt"):
+    for name in ("model.safetensors", "config.yaml", "metrics.jsonl", "trainer_state.safetensors"):
         assert (run_dir / name).is_file(), name
     evaluated = run_cli("eval", str(run_dir), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr

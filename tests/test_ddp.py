@@ -39,7 +39,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_fashion
     keys = [(r["step"], r["split"]) for r in records]
     assert len(keys) == len(set(keys)) and ((3, "test") in keys and (6, "train") in keys)
     assert sorted(p.name for p in run.iterdir() if not p.name.startswith("events")) == [
-        "config.yaml", "metrics.jsonl", "model.safetensors", "trainer_state.pt"]
+        "config.yaml", "metrics.jsonl", "model.safetensors", "trainer_state.safetensors"]
 
     cfg = build_config("fashion_mixer", [f"data.path={tiny_fashion}", *TINY])
     fabric = make_fabric(cfg.train)

@@ -1,15 +1,21 @@
-"""One folder per run: safetensors weights, config.yaml, tokenizer.json, trainer state; all written atomically."""
+"""One folder per run: safetensors weights, config.yaml, tokenizer.json, trainer state; all written atomically.
+
+No file of a run folder is unpickled: weights and trainer state are safetensors (tensors plus a JSON header), and
+each weights file carries a SHA-256 of its tensor bytes that is checked on load. The trainer state holds its own
+copy of the weights, so weights, optimizer, step and RNG states of a checkpoint appear in one rename.
+"""
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import Config, config_yaml, load_config
@@ -17,22 +23,38 @@ from .config import Config, config_yaml, load_config
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 TOKENIZER = "tokenizer.json"
-TRAINER_STATE = "trainer_state.pt"
+TRAINER_STATE = "trainer_state.safetensors"
+LEGACY_TRAINER_STATE = "trainer_state.pt"  # run folders written before 0.2: read with torch's safe unpickler only
 METRICS = "metrics.jsonl"
+DIGEST_KEY = "allmlp.sha256"
 
 
 class CheckpointError(ValueError):
     """A run folder is missing, incomplete or corrupt; the message names the file."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename, so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
+def _temp_path(path: Path) -> Path:
+    """A fresh, unique temporary name beside `path` (two processes never share one)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
+
+
+def _replace_durably(tmp: Path, path: Path) -> None:
+    """Flush `tmp` to disk, then rename it over `path`: readers see the old file or the new one, never half."""
+    with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a unique temporary file and a rename, so a crash never leaves half a file."""
+    tmp = _temp_path(path)
+    try:
+        tmp.write_bytes(data)
+        _replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -50,21 +72,50 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in unwrap(model).state_dict().items()}
 
 
-def save_weights(model: nn.Module, path: Path) -> None:
-    """Save the model's state dict as safetensors, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state_dict_for_saving(model), str(tmp))
-    os.replace(tmp, path)
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes of `tensors`, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
-def load_weights(model: nn.Module, path: Path) -> None:
-    """Load safetensors weights into `model`, with one-line errors for missing, corrupt or mismatched files."""
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Save tensors as safetensors with their digest in the header, atomically."""
+    tmp = _temp_path(path)
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: corrupt safetensors file ({err})") from None
+        save_file(tensors, str(tmp), metadata={**(metadata or {}), DIGEST_KEY: tensor_digest(tensors)})
+        _replace_durably(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_tensors(path: Path, what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file, its digest verified when it has one."""
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: corrupt {what} ({err})") from None
+    expected = metadata.get(DIGEST_KEY)
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise CheckpointError(f"{path}: corrupt {what} (its bytes do not match the checksum written with it)")
+    return tensors, metadata
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Save the model's state dict as safetensors with a checksum, atomically."""
+    save_tensors(state_dict_for_saving(model), path)
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load `state` into `model`, with a one-line error naming `path` when names or shapes do not fit."""
     target = unwrap(model)
     own = target.state_dict()
     missing = sorted(set(own) - set(state))
@@ -75,6 +126,65 @@ def load_weights(model: nn.Module, path: Path) -> None:
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise CheckpointError(f"{path} does not fit model {type(target).__name__} ({'; '.join(parts)})")
     target.load_state_dict(state)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load safetensors weights into `model`, with one-line errors for missing, corrupt or mismatched files."""
+    state, _ = load_tensors(path, "weights file")
+    load_state_into(model, state, path)
+
+
+def _pack(value, path: str, tensors: dict[str, torch.Tensor]):
+    """`value` as JSON-able data, its tensors moved into `tensors` under their path (no pickle anywhere)."""
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value.detach().to("cpu").contiguous().clone()
+        return {"$tensor": path}
+    if isinstance(value, dict):
+        return {"$dict": [[key, _pack(item, f"{path}/{key}", tensors)] for key, item in value.items()]}
+    if isinstance(value, (list, tuple)):
+        items = [_pack(item, f"{path}/{i}", tensors) for i, item in enumerate(value)]
+        return {"$tuple": items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"trainer state: cannot store a {type(value).__name__} at {path}")
+
+
+def _unpack(data, tensors: dict[str, torch.Tensor]):
+    """Inverse of `_pack`."""
+    if isinstance(data, list):
+        return [_unpack(item, tensors) for item in data]
+    if isinstance(data, dict):
+        if "$tensor" in data:
+            return tensors[data["$tensor"]]
+        if "$tuple" in data:
+            return tuple(_unpack(item, tensors) for item in data["$tuple"])
+        return {key: _unpack(item, tensors) for key, item in data["$dict"]}
+    return data
+
+
+def save_trainer_state(run_dir: Path, state: dict) -> None:
+    """Weights, optimizer, step and RNG states for --resume, in one safetensors file written atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _pack(state, "state", tensors)
+    save_tensors(tensors, Path(run_dir) / TRAINER_STATE, {"allmlp.trainer_state": json.dumps(skeleton)})
+
+
+def load_trainer_state(run_dir: Path) -> dict | None:
+    """The saved trainer state, or None when the run folder has none (legacy .pt files: tensors and plain data only)."""
+    path = Path(run_dir) / TRAINER_STATE
+    if path.is_file():
+        tensors, metadata = load_tensors(path, "trainer state")
+        try:
+            return _unpack(json.loads(metadata["allmlp.trainer_state"]), tensors)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: corrupt trainer state ({err.__class__.__name__})") from None
+    legacy = Path(run_dir) / LEGACY_TRAINER_STATE
+    if not legacy.is_file():
+        return None
+    try:  # weights_only: torch's restricted unpickler, which builds tensors and plain containers and nothing else
+        return torch.load(legacy, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises several kinds on a corrupt or hostile file
+        raise CheckpointError(f"{legacy}: corrupt or unsafe trainer state ({err.__class__.__name__})") from None
 
 
 def save_run(run_dir: Path, model: nn.Module, cfg: Config, tokenizer=None) -> None:
@@ -89,33 +199,35 @@ def save_run(run_dir: Path, model: nn.Module, cfg: Config, tokenizer=None) -> No
         atomic_write_bytes(run_dir / TOKENIZER, json.dumps(tokenizer.to_dict(), ensure_ascii=False).encode())
 
 
-def save_trainer_state(run_dir: Path, state: dict) -> None:
-    """Optimizer, scheduler, step and RNG states for --resume, atomically."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(run_dir / TRAINER_STATE, buf.getvalue())
-
-
-def load_trainer_state(run_dir: Path) -> dict | None:
-    """The saved trainer state, or None when the run folder has none."""
-    path = run_dir / TRAINER_STATE
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch.load raises several kinds on a corrupt file
-        raise CheckpointError(f"{path}: corrupt trainer state ({err.__class__.__name__})") from None
-
-
 def check_run_dir(run_dir: str | Path) -> Path:
-    """The run folder as a Path, or a one-line error when it is not a run folder."""
+    """The run folder as a Path (a file inside one means that folder), or a one-line error naming what is wrong."""
     run_dir = Path(run_dir)
+    if run_dir.is_file() and (run_dir.parent / CONFIG).is_file():
+        run_dir = run_dir.parent
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder not found: {run_dir}")
     for name in (CONFIG, WEIGHTS):
         if not (run_dir / name).is_file():
             raise CheckpointError(f"{run_dir} is not a complete run folder: {name} is missing")
     return run_dir
+
+
+def load_tokenizer(run_dir: Path, cfg: Config):
+    """The run's CharTokenizer, checked against the model's vocabulary size; None for runs without one."""
+    from .data.text import CharTokenizer
+
+    path = run_dir / TOKENIZER
+    if not path.is_file():
+        return None
+    try:
+        tokenizer = CharTokenizer.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path}: corrupt tokenizer ({err.__class__.__name__})") from None
+    vocab = cfg.model.args.get("vocab_size")
+    if vocab is not None and tokenizer.vocab_size != vocab:
+        raise CheckpointError(f"{path}: {tokenizer.vocab_size} characters, but the model's vocabulary has {vocab}; "
+                              "the tokenizer is not this run's")
+    return tokenizer
 
 
 def load_run(run_dir: str | Path, map_location: str = "cpu"):
@@ -129,21 +241,30 @@ def load_run(run_dir: str | Path, map_location: str = "cpu"):
     if hasattr(model, "load_files"):  # e.g. the LightGBM booster's model.txt
         model.load_files(run_dir)
     model.to(map_location).eval()
-    tokenizer = None
-    if (run_dir / TOKENIZER).is_file():
-        from .data.text import CharTokenizer
-
-        try:
-            tokenizer = CharTokenizer.from_dict(json.loads((run_dir / TOKENIZER).read_text()))
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{run_dir / TOKENIZER}: corrupt tokenizer ({err.__class__.__name__})") from None
-    return model, cfg, tokenizer
+    return model, cfg, load_tokenizer(run_dir, cfg)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """All records of a run's metrics.jsonl."""
+    """All records of a run's metrics.jsonl; a last line cut short by a crash is skipped, other bad lines are errors."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not UTF-8 text") from None
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # no newline after it: the write was cut off; the writer rewrites it on resume
+                break
+            raise CheckpointError(f"{path}:{number}: not a JSON record") from None
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{path}:{number}: not a JSON record")
+        records.append(record)
+    return records

@@ -33,6 +33,14 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def _process_rank() -> int:
+    """This process's global rank under DDP (torchrun sets RANK; Fabric's launcher LOCAL_RANK and NODE_RANK)."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    local, node = int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("NODE_RANK", 0))
+    return node * int(os.environ.get("LOCAL_WORLD_SIZE", 1)) + local if node else local
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -58,11 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module), function)(rest) or 0)
     except KeyboardInterrupt:
         return 130
-    except EXPECTED_ERRORS as err:
+    except Exception as err:
         if os.environ.get("ALLMLP_DEBUG"):
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"allmlp {name}: error: {message}", file=sys.stderr)
+        engine = sys.modules.get("allmlp.engine")  # loaded whenever a training ran
+        if engine is not None and isinstance(err, engine.PeerFailed):  # rank 0 failed and says why; this one stops
+            return 2
+        if not isinstance(err, EXPECTED_ERRORS):
+            raise
+        if _process_rank() == 0:  # under DDP every rank meets the same error: one copy is enough
+            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            print(f"allmlp {name}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -56,22 +56,29 @@ TRAIN_EPILOG = """examples:
 """
 
 
-def _next_free(path: Path) -> Path:
-    if not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.name}-{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}-{n}")
+# Words of the origin projects' command lines that belong to other allmlp commands here.
+OTHER_COMMAND_WORDS = {
+    "-m": "a hydra multirun is `allmlp sweep PRESET --trials N section.key=low:high` here",
+    "--multirun": "a hydra multirun is `allmlp sweep PRESET --trials N section.key=low:high` here",
+    "train": "generating from a checkpoint is `allmlp generate RUN --prompt TEXT` here",
+    "checkpoint": "generating from a checkpoint is `allmlp generate RUN --prompt TEXT` here",
+}
+
+
+def reject_other_command_words(argv: list[str]) -> None:
+    """A one-line error for seed words (`-m`, `train=False checkpoint=...`) that another allmlp command handles."""
+    for word in argv:
+        key = word.split("=", 1)[0]
+        if key in OTHER_COMMAND_WORDS and (key.startswith("-") or "=" in word):
+            raise ValueError(f"{word!r} is not a training option: {OTHER_COMMAND_WORDS[key]}")
 
 
 def train_main(argv: list[str]) -> int:
     """`allmlp train PRESET [overrides] [--resume]`: train and save a run folder."""
-    from .checkpoint import CONFIG, check_run_dir
-    from .config import build_config, load_config
-    from .engine import make_fabric
-    from .tasks import build_experiment
+    from .checkpoint import CONFIG, CheckpointError, check_run_dir
+    from .config import build_config, load_config, load_preset
 
+    reject_other_command_words(argv)
     parser = _parser("train", "Train a model from a preset (or a run folder) with section.key=value overrides.")
     parser.epilog = TRAIN_EPILOG
     parser.add_argument("preset", help="preset name (see `allmlp presets`), a YAML file, or a run folder")
@@ -82,51 +89,53 @@ def train_main(argv: list[str]) -> int:
 
     source = Path(args.preset)
     if (source / CONFIG).is_file():
-        cfg = load_config(source / CONFIG)
-        if args.overrides:
-            cfg = _override_loaded(cfg, args.overrides)
         run_dir = Path(args.run_dir) if args.run_dir else source
+        cfg = _override_loaded(load_config(source / CONFIG), args.overrides)
     else:
+        if args.resume and (source.exists() or "/" in args.preset) and source.suffix not in (".yaml", ".yml"):
+            raise CheckpointError(f"--resume: run folder not found: {source}")
+        load_preset(args.preset)  # an unknown preset is named before any folder is looked at
         cfg = build_config(args.preset, args.overrides)
-        name = cfg.train.run_name or source.stem
-        run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.train.out_dir) / name
+        run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.train.out_dir) / (cfg.train.run_name or source.stem)
     if args.resume:
-        check_run_dir(run_dir)
-    fabric = make_fabric(cfg.train)
-    fabric.launch()
-    if not args.resume and not args.run_dir and (run_dir / CONFIG).exists():
-        run_dir = Path(fabric.broadcast(str(_next_free(run_dir)), src=0))
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    with fabric.rank_zero_first():  # rank 0 downloads and caches the data; the other ranks then read the cache
-        exp = build_experiment(cfg)
-    return fit_and_report(fabric, exp, cfg, run_dir, resume=args.resume)
+        run_dir = check_run_dir(run_dir)
+        if run_dir != source:  # resuming by preset name: the run's own config, with this command's overrides
+            cfg = _override_loaded(load_config(run_dir / CONFIG), args.overrides)
+    return train_and_report(cfg, run_dir, resume=args.resume,
+                            reuse=args.resume or bool(args.run_dir) or (source / CONFIG).is_file())
 
 
-def fit_and_report(fabric, exp, cfg, run_dir: Path, resume: bool = False, source: str = "") -> int:
-    """Train with TensorBoard figures, print the run folder before and the metrics after (rank 0), shut down."""
+def train_and_report(cfg, run_dir: Path, resume: bool = False, reuse: bool = False, prepare=None) -> int:
+    """Train through `engine.run` with TensorBoard figures; rank 0 prints the run folder before and the metrics
+    after. `prepare(exp, run_dir, fabric)` may return a note for the header. Returns the exit code (130 when
+    Ctrl-C stopped the run after saving it)."""
     import torch
 
-    from .engine import fit, shutdown
+    from .engine import run
     from .models import count_parameters
     from .viz import tensorboard_hook
 
-    if fabric.global_rank == 0:
-        exp.hooks.append(tensorboard_hook(cfg, exp.tokenizer))
-        print(f"run folder: {run_dir}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters)"
-              f"{source}  torch threads: {torch.get_num_threads()}", flush=True)
-    result = fit(fabric, exp, cfg, run_dir, resume=resume)
-    if fabric.global_rank == 0:
+    def announce(exp, path, fabric):
+        note = prepare(exp, path, fabric) if prepare is not None else ""
+        if fabric.global_rank == 0:
+            exp.hooks.append(tensorboard_hook(cfg, exp.tokenizer))
+            print(f"run folder: {path}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters)"
+                  f"{note or ''}  torch threads: {torch.get_num_threads()}", flush=True)
+
+    result = run(cfg, run_dir, resume=resume, reuse=reuse, prepare=announce)
+    if result["rank"] == 0 and not result["interrupted"]:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float) and "/" in k)
         print(f"done: step {result['step']} in {result['train_seconds']:.0f} s; {shown}")
-        print(f"saved: {run_dir}")
-    shutdown(fabric)
-    return 0
+        print(f"saved: {result['run_dir']}")
+    return 130 if result["interrupted"] else 0
 
 
 def _override_loaded(cfg, overrides: list[str]):
     """Apply command-line overrides on top of a config loaded from a run folder."""
     from .config import build_config
 
+    if not overrides:
+        return cfg
     tree = cfg.to_dict()
     preset = tree.pop("preset", "")
     out = build_config(tree, overrides)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -15,25 +17,9 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint as ckpt
+from . import rundir
 from .config import Config, ConfigError, OptimConfig, TrainConfig
-
-LossFn = Callable[[nn.Module, tuple], "tuple[torch.Tensor, dict]"]
-Hook = Callable[[int, nn.Module, object], None]  # (step, model, SummaryWriter) -> None
-
-
-@dataclass
-class Experiment:
-    """What a task hands the engine: a model, its loss, training batches, and optional evaluation and hooks."""
-
-    model: nn.Module
-    loss_fn: LossFn  # (model, batch) -> (scalar loss, extra scalars to log)
-    train_batches: object  # data.batches.Batches
-    evaluate: Callable[[nn.Module], dict] | None = None  # model -> {"val/loss": ..., ...}
-    hooks: list[Hook] = field(default_factory=list)  # called at evaluations (and every train.viz_interval steps) with a TensorBoard writer
-    tokenizer: object = None  # saved with the checkpoint when present
-    samples_per_batch: int = 0  # for throughput; default: the batch's first dimension
-    manual_backward: bool = False  # loss_fn fills .grad itself (hand-written backprop); the engine skips backward
-
+from .experiment import Experiment, Hook, LossFn  # noqa: F401  (re-exported: the engine's public contract)
 
 def make_fabric(train: TrainConfig):
     """A Fabric for the configured accelerator, devices, strategy and precision (fp16 on CPU is an error)."""
@@ -105,33 +91,69 @@ def total_steps(train: TrainConfig, steps_per_epoch: int) -> int:
 
 
 class _Progress:
-    """A rich progress bar (rank 0 only) with loss, samples/s and time left."""
+    """A rich progress bar (rank 0 only) with loss and samples/s; under a time budget it follows the clock."""
 
-    def __init__(self, enabled: bool, total: int, start: int):
+    def __init__(self, enabled: bool, total_steps: int, start_step: int, budget_seconds: float, elapsed: float):
         self.bar = None
+        self.budget = budget_seconds
         if enabled:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
-            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("left"),
-                                TimeRemainingColumn(), transient=False)
-            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            done = TextColumn("{task.fields[steps]}") if budget_seconds > 0 else MofNCompleteColumn()
+            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), done, TextColumn("{task.fields[info]}"),
+                                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), transient=False)
+            total, completed = (budget_seconds, elapsed) if budget_seconds > 0 else (total_steps, start_step)
+            self.task = self.bar.add_task("train", total=total, completed=completed, info="",
+                                          steps=f"step {start_step}")
             self.bar.start()
 
-    def update(self, step: int, info: str | None = None) -> None:
+    def update(self, step: int, elapsed: float, info: str | None = None) -> None:
+        """Show `step` (and, under a budget, `elapsed` seconds of it)."""
         if self.bar is not None:
-            self.bar.update(self.task, completed=step, **({"info": info} if info is not None else {}))
+            fields = {"info": info} if info is not None else {}
+            completed = min(elapsed, self.budget) if self.budget > 0 else step
+            self.bar.update(self.task, completed=completed, steps=f"step {step}", **fields)
 
     def print(self, text: str) -> None:
+        """A line above the bar (or on stdout without one)."""
         if self.bar is not None:
             self.bar.console.print(text)
         else:
             print(text, flush=True)
 
     def close(self) -> None:
+        """Stop drawing the bar."""
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
+
+
+class _StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop at the next step boundary; a second Ctrl-C stops at once.
+
+    Stopping between steps is what makes the saved checkpoint exact: no step is half applied and the RNG state
+    saved is the one the next step would start from.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 class _Writer:
@@ -160,15 +182,48 @@ class _Writer:
             self.tb.add_scalar(f"{split}/{key}", float(value), step)
 
     def close(self) -> None:
+        """Flush and close TensorBoard (safe to call twice)."""
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
+
+
+def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Config) -> dict:
+    """Weights, optimizer and RNG of the run folder's last checkpoint, loaded in place; returns the loop state."""
+    saved = ckpt.load_trainer_state(run_dir)
+    if saved is None:
+        raise ckpt.CheckpointError(f"--resume: no checkpoint to resume in {run_dir}")
+    path = run_dir / ckpt.TRAINER_STATE
+    try:
+        loop, optimizer_state = dict(saved["loop"]), saved["optimizer"]
+        rng = saved.get("rng", {"torch": saved.get("torch_rng")})
+    except (KeyError, TypeError, AttributeError):
+        raise ckpt.CheckpointError(f"{path}: corrupt trainer state (missing loop, optimizer or RNG)") from None
+    trained_with = loop.pop("optimizer_name", cfg.optim.name)
+    if trained_with != cfg.optim.name:
+        raise ConfigError(f"--resume: {run_dir} was trained with optim.name={trained_with}; its optimizer state "
+                          f"cannot continue as optim.name={cfg.optim.name}")
+    if "model" in saved:  # the weights saved with this very state (model.safetensors may be one checkpoint newer)
+        ckpt.load_state_into(raw_model, saved["model"], path)
+    else:
+        ckpt.load_weights(raw_model, run_dir / ckpt.WEIGHTS)
+    try:
+        optimizer.load_state_dict(optimizer_state)
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ckpt.CheckpointError(f"{path}: does not fit this run's optimizer or RNG ({err})") from None
+    return loop
 
 
 def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     """Train `exp.model` under `cfg.optim` / `cfg.train`; returns the last evaluation metrics.
 
-    Checkpoints (weights + config + trainer state) are written atomically every `checkpoint_interval` steps,
-    at the end, and on Ctrl-C; `resume=True` continues from the run folder's last checkpoint at the same step.
+    A checkpoint (weights + config + trainer state, one atomic file for resuming) is written every
+    `checkpoint_interval` steps, at the end, and when Ctrl-C or SIGTERM stops the run between two steps
+    (`"interrupted": True` in the result). `resume=True` continues from the last checkpoint, bitwise as if never
+    stopped.
     """
     run_dir = Path(run_dir)
     train = cfg.train
@@ -182,31 +237,29 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     optimizer = build_optimizer(cfg.optim, raw_model)
     state = {"step": 0, "elapsed": 0.0, "plateau_scale": 1.0, "best_val": math.inf, "bad_evals": 0}
     if resume:
-        saved = ckpt.load_trainer_state(run_dir)
-        if saved is None:
-            raise ckpt.CheckpointError(f"--resume: no checkpoint to resume in {run_dir}")
-        ckpt.load_weights(raw_model, run_dir / ckpt.WEIGHTS)
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"])
-        state.update(saved["loop"])
+        state.update(_load_resume_state(run_dir, raw_model, optimizer, cfg))
     forward_model = torch.compile(raw_model) if train.compile else raw_model
     model, optimizer = fabric.setup(forward_model, optimizer)
     batches = exp.train_batches
     max_steps = total_steps(train, batches.steps_per_epoch)
     accum = max(1, train.accumulate_grad_batches)
     rank, world = fabric.global_rank, fabric.world_size
+    budget = train.max_minutes * 60
 
     writer = _Writer(run_dir, is_main, state["step"])
-    progress = _Progress(is_main and train.progress, max_steps, state["step"])
+    progress = _Progress(is_main and train.progress, max_steps, state["step"], budget, state["elapsed"])
     metrics: dict = {}
 
     def save_checkpoint(step: int) -> None:
         fabric.barrier()
         if is_main:
             ckpt.save_run(run_dir, raw_model, cfg, exp.tokenizer)
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.cuda.get_rng_state_all()
             ckpt.save_trainer_state(run_dir, {
-                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                "loop": {**state, "step": step}})
+                "model": ckpt.state_dict_for_saving(raw_model), "optimizer": optimizer.state_dict(), "rng": rng,
+                "loop": {**state, "step": step, "optimizer_name": cfg.optim.name}})
         fabric.barrier()
 
     def run_evaluation(step: int) -> None:
@@ -237,20 +290,27 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                     state["plateau_scale"] *= 0.1
                     state["bad_evals"] = 0
 
+    def should_stop(stop: _StopRequest, elapsed: float) -> tuple[bool, bool]:
+        """(interrupted, out of time), decided by rank 0 for every process."""
+        flags = torch.tensor([int(stop.requested), int(budget > 0 and elapsed >= budget)])
+        if world > 1:
+            flags = fabric.broadcast(flags, src=0)
+        return bool(flags[0]), bool(flags[1])
+
     step = state["step"]
     start_time = time.perf_counter() - state["elapsed"]
     window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
+    interrupted = False
     raw_model.train()
-    try:
+    with _StopRequest() as stop, _closing(progress, writer):
         while step < max_steps:
             elapsed = time.perf_counter() - start_time
-            budget = train.max_minutes * 60
+            interrupted, out_of_time = should_stop(stop, elapsed)
+            if interrupted or out_of_time:
+                break
             progress_frac = step / max_steps
             if budget > 0:
                 progress_frac = max(progress_frac, elapsed / budget)
-                stop = torch.tensor(int(elapsed >= budget))
-                if int(fabric.broadcast(stop, src=0)):
-                    break
             lr = cfg.optim.lr * lr_factor(cfg.optim, progress_frac, step) * state["plateau_scale"]
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -270,6 +330,7 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
             optimizer.zero_grad(set_to_none=True)
             step += 1
             state["elapsed"] = time.perf_counter() - start_time
+            info = None
             if step % train.log_interval == 0 or step == max_steps:
                 seconds = time.perf_counter() - window_start
                 n_steps = train.log_interval if step % train.log_interval == 0 else step % train.log_interval
@@ -277,10 +338,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                           "samples_per_sec": window_samples * world / max(seconds, 1e-9),
                           **{k: float(v) for k, v in extras.items()}}
                 writer.log(step, "train", values)
-                progress.update(step, f"loss {values['loss']:.4f} | {values['samples_per_sec']:.0f} samples/s")
+                info = f"loss {values['loss']:.4f} | {values['samples_per_sec']:.0f} samples/s"
                 window_loss, window_samples, window_start = 0.0, 0, time.perf_counter()
-            else:
-                progress.update(step)
+            progress.update(step, state["elapsed"], info)
             if train.eval_interval > 0 and step % train.eval_interval == 0 and step < max_steps:
                 run_evaluation(step)
             elif is_main and train.viz_interval > 0 and step % train.viz_interval == 0 and step < max_steps:
@@ -288,15 +348,82 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                     hook(step, raw_model, writer.tb)
             if train.checkpoint_interval > 0 and step % train.checkpoint_interval == 0 and step < max_steps:
                 save_checkpoint(step)
-    except KeyboardInterrupt:
-        progress.close()
+        if interrupted:
+            progress.close()
+            save_checkpoint(step)
+            if is_main:
+                print(f"interrupted at step {step}: checkpoint saved in {run_dir} (continue with --resume)",
+                      flush=True)
+            return {"step": step, "train_seconds": state["elapsed"], "interrupted": True, **metrics}
+        run_evaluation(step)
         save_checkpoint(step)
+    return {"step": step, "train_seconds": state["elapsed"], "interrupted": False, **metrics}
+
+
+@contextlib.contextmanager
+def _closing(progress: _Progress, writer: _Writer):
+    """Close the progress bar and the metric writers however the loop ends (a second Ctrl-C included)."""
+    try:
+        yield
+    finally:
+        progress.close()
         writer.close()
-        if is_main:
-            print(f"interrupted at step {step}: checkpoint saved in {run_dir} (continue with --resume)", flush=True)
+
+
+class PeerFailed(RuntimeError):
+    """Raised on the other DDP ranks when rank 0 failed: rank 0 reports the error, they stop quietly."""
+
+
+def _on_rank_zero_first(fabric, action: Callable[[], object], then_others: bool = True) -> object:
+    """`action()` on rank 0, then (`then_others`) on the other ranks; when rank 0 fails, every rank stops with it
+    (the others quietly, so that one copy of the error is shown)."""
+    error: BaseException | None = None
+    result = None
+    if fabric.global_rank == 0:
+        try:
+            result = action()
+        except Exception as err:  # re-raised below, after the other ranks have been told
+            error = err
+    if fabric.world_size > 1:
+        failed = fabric.broadcast(error is not None, src=0)
+        if failed and fabric.global_rank > 0:
+            raise PeerFailed("rank 0 stopped with an error")
+    if error is not None:
+        raise error
+    return action() if fabric.global_rank > 0 and then_others else result
+
+
+def run(cfg: Config, run_dir: str | Path, resume: bool = False, reuse: bool | None = None,
+        prepare: Callable[[Experiment, Path, object], None] | None = None) -> dict:
+    """One training from a config: processes, run folder, seed, experiment, fit, shutdown. Returns fit's result
+    with "run_dir".
+
+    The run folder is locked for the whole training (a second training on it fails at once). With
+    `reuse` false (default unless resuming) `run_dir` is a base name and the first free of `run_dir`, `run_dir-2`,
+    ... is taken; a folder made here is removed again if the run is rejected before its first step.
+    `prepare(experiment, run_dir, fabric)` runs on every rank before training (add hooks, print a header).
+    The result also holds "rank", this process's global rank (0 prints, the others stay quiet).
+    """
+    from .tasks import build_experiment
+
+    fabric = make_fabric(cfg.train)
+    fabric.launch()
+    reuse = resume if reuse is None else reuse
+    folder = _on_rank_zero_first(fabric, lambda: rundir.claim(run_dir, reuse=reuse), then_others=False)
+    path = Path(fabric.broadcast(str(folder.path) if folder is not None else "", src=0))
+    try:
+        fabric.seed_everything(cfg.train.seed, verbose=False)
+        # rank 0 downloads and caches the data first; the other ranks then read the cache
+        exp = _on_rank_zero_first(fabric, lambda: build_experiment(cfg))
+        if prepare is not None:
+            prepare(exp, path, fabric)
+        result = fit(fabric, exp, cfg, path, resume=resume)
+    except BaseException:
+        if folder is not None and folder.created and not rundir.has_progress(folder.path):
+            folder.discard()
         raise
-    run_evaluation(step)
-    save_checkpoint(step)
-    progress.close()
-    writer.close()
-    return {"step": step, "train_seconds": state["elapsed"], **metrics}
+    finally:
+        if folder is not None:
+            folder.release()
+    shutdown(fabric)
+    return {**result, "run_dir": str(path), "rank": fabric.global_rank}

@@ -221,11 +221,8 @@ def finetune_main(argv: list[str]) -> int:
     """`allmlp finetune --weights FILE PRESET [overrides]`: train a mixer_* model starting from pretrained weights."""
     import argparse
 
-    from .checkpoint import CONFIG
-    from .commands import _next_free, fit_and_report
+    from .commands import train_and_report
     from .config import build_config, load_preset
-    from .engine import make_fabric
-    from .tasks import build_experiment
 
     parser = argparse.ArgumentParser(prog="allmlp finetune", epilog=FINETUNE_EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -249,14 +246,11 @@ def finetune_main(argv: list[str]) -> int:
         cfg = build_config(args.preset, args.overrides)
     name = cfg.train.run_name or f"{Path(args.preset).stem}_finetune"
     run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.train.out_dir) / name
-    fabric = make_fabric(cfg.train)
-    fabric.launch()
-    if not args.run_dir and (run_dir / CONFIG).exists():
-        run_dir = Path(fabric.broadcast(str(_next_free(run_dir)), src=0))
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    with fabric.rank_zero_first():  # rank 0 downloads and caches the data; the other ranks then read the cache
-        exp = build_experiment(cfg)
-    report = load_pretrained(exp.model, state, new_head=not args.keep_head)
-    adapted = ", ".join(filter(None, [report["resized"] and f"token mixing resized {report['resized']}",
-                                      report["new_head"] and "new head"]))
-    return fit_and_report(fabric, exp, cfg, run_dir, source=f" from {args.weights} ({adapted or 'loaded as is'})")
+
+    def start_from_weights(exp, path, fabric) -> str:
+        report = load_pretrained(exp.model, state, new_head=not args.keep_head)
+        adapted = ", ".join(filter(None, [report["resized"] and f"token mixing resized {report['resized']}",
+                                          report["new_head"] and "new head"]))
+        return f" from {args.weights} ({adapted or 'loaded as is'})"
+
+    return train_and_report(cfg, run_dir, reuse=bool(args.run_dir), prepare=start_from_weights)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from ..config import Config
-from ..engine import Experiment
+from ..experiment import Experiment
 from ..models import model_info
 
 # Registered model task -> module with build(cfg) -> Experiment and evaluate_run(run_dir, ...) -> dict.

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ..config import Config
 from ..data.batches import TensorBatches, iterate_in_order
 from ..data.images import black_level, get_dataset, load_images, normalize, random_crop_flip
-from ..engine import Experiment
+from ..experiment import Experiment
 from ..models import create_model, model_kwargs
 
 

@@ -10,15 +10,18 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..data.text import LM_KINDS, CharTokenizer, TextBatches, load_text_splits
-from ..engine import Experiment
+from ..experiment import Experiment
 from ..models import create_model, model_kwargs
 
 
 def fill_model_args(cfg: Config, tokenizer: CharTokenizer) -> None:
-    """Give the model the vocabulary size, and `data.context_length` when set (> 0); they must agree if both are."""
+    """Give the model the vocabulary size and `data.context_length` (when > 0); values also given must agree."""
     accepted = model_kwargs(cfg.model.name)
-    if "vocab_size" in accepted and "vocab_size" not in cfg.model.args:
-        cfg.model.args["vocab_size"] = tokenizer.vocab_size
+    if "vocab_size" in accepted:
+        given_vocab = cfg.model.args.setdefault("vocab_size", tokenizer.vocab_size)
+        if given_vocab != tokenizer.vocab_size:
+            raise ValueError(f"model.vocab_size={given_vocab}, but the corpus has {tokenizer.vocab_size} distinct "
+                             "characters; leave model.vocab_size unset")
     wanted, given = cfg.data.context_length, cfg.model.args.get("context_length")
     if wanted > 0 and "context_length" in accepted:
         if given is not None and given != wanted:
