@@ -145,17 +145,18 @@ def _override_loaded(cfg, overrides: list[str]):
 
 def eval_main(argv: list[str]) -> int:
     """`allmlp eval RUN`: metrics of a trained run on held-out data, saved as eval.json in the run folder."""
-    from .checkpoint import load_run
+    from .checkpoint import check_run_dir, load_run
     from .tasks import task_module
 
     parser = _parser("eval", "Evaluate a run folder: accuracy and confusion matrix (images), "
                              "loss / bits per char / perplexity (text).")
-    parser.add_argument("run", help="run folder written by allmlp train")
+    parser.add_argument("run", help="run folder written by allmlp train (or a file in it)")
     parser.add_argument("--split", default="test", help="which split to evaluate (default: test)")
     args = parser.parse_args(argv)
-    model, cfg, tokenizer = load_run(args.run)
-    result = task_module(cfg).evaluate_run(model, cfg, Path(args.run), split=args.split, tokenizer=tokenizer)
-    (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2))
+    run_dir = check_run_dir(args.run)
+    model, cfg, tokenizer = load_run(run_dir)
+    result = task_module(cfg).evaluate_run(model, cfg, run_dir, split=args.split, tokenizer=tokenizer)
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     for key, value in result.items():
         if isinstance(value, dict):
             print(f"{key}:")

@@ -26,8 +26,9 @@ def make_fabric(train: TrainConfig):
     from lightning.fabric import Fabric
 
     # After the import: importing lightning.fabric sets its logger to INFO, and every DDP rank would print.
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
+    # (and the DDP banner goes through lightning's rank-zero logger, which lightning.pytorch's import redirects)
+    for name in ("lightning.fabric", "lightning.fabric.utilities.seed", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     accelerator = train.accelerator
     if accelerator == "auto":

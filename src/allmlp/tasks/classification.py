@@ -60,6 +60,9 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
 
 def build(cfg: Config) -> Experiment:
     """Experiment for an image classifier on the configured data set."""
+    if cfg.optim.manual_backprop:
+        raise ValueError(f"optim.manual_backprop=true: only the Bengio language models have hand-written "
+                         f"gradients, not {cfg.model.name}")
     spec = get_dataset(cfg.data.name)
     splits = load_splits(cfg)
     fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))

@@ -1,0 +1,255 @@
+"""Kill fuzz: training killed (SIGKILL) or interrupted (SIGINT) at random instants resumes bitwise equal.
+
+    python benchmarks/faults.py [--kills 200] [--seed 0] [--smoke]
+
+For each model family a reference training runs uninterrupted; then chains of fresh processes train the same
+config into one run folder, each killed at a random instant and the next one resuming (`--resume`) where the
+last checkpoint left off (`train.checkpoint_interval=1`, dropout on), until a last process runs to the end. A
+chain is bitwise equal when its final weights equal the reference's byte for byte; every kill of an equal chain
+counts as an exact resume. Single-process families fork from this process (no import cost per kill); the DDP
+family (2 processes) starts real `allmlp train` processes. Writes benchmarks/results/faults.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+RESULTS = Path(__file__).parent / "results"
+
+# Tiny trainings with dropout, one checkpoint per step; {data} is the folder of tiny data the fuzz writes.
+FAMILIES = {
+    "mixer": ["fashion_mixer", "data.path={images}", "data.batch_size=32", "model.hidden_dim=16", "model.depth=2",
+              "model.patch_size=7", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=32", "model.dropout=0.2",
+              "data.augment=true"],
+    "causal_mixer": ["names_causal_mixer", "data.path={text}", "data.val_lines=20", "data.test_lines=20",
+                     "data.batch_size=16", "model.embedding_dim=16", "model.depth=2", "model.channels_mlp_dim=32",
+                     "model.dropout=0.2"],
+    "bengio": ["names_bengio", "data.path={text}", "data.val_lines=20", "data.test_lines=20", "data.batch_size=32",
+               "model.hidden_dim=32"],
+}
+COMMON = ["train.max_minutes=0", "train.eval_interval=0", "train.checkpoint_interval=1", "train.progress=false", "train.log_interval=5",
+          "train.threads=1", "optim.warmup_steps=5"]
+
+
+def write_tiny_data(folder: Path) -> dict[str, Path]:
+    """Fashion-MNIST-named IDX files of a small learnable task, and a short text file."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    images_dir = folder / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 256), ("t10k", 64)):
+        labels = rng.integers(0, 4, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            images[i, label * 7 + 1:label * 7 + 6, 6:22] += 180
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+            (images_dir / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + array.tobytes()))
+    text = folder / "names.txt"
+    names = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
+    text.write_text("\n".join(names * 30) + "\n")
+    return {"images": images_dir, "text": text}
+
+
+def train_argv(family: str, data: dict[str, Path], run_dir: Path, steps: int, resume: bool,
+               extra: list[str] = ()) -> list[str]:
+    """`allmlp train` arguments of one process of a chain."""
+    words = [w.format(**data) for w in FAMILIES[family]]
+    return ["train", *words, *COMMON, f"train.max_steps={steps}", *extra, "--run-dir", str(run_dir),
+            *(["--resume"] if resume else [])]
+
+
+def fork_cli(argv: list[str], log: Path) -> int:
+    """Run `allmlp ARGV` in a forked child (a fresh process that skips the imports); returns its pid."""
+    pid = os.fork()
+    if pid == 0:  # the child: output to `log`, exit with the command's code, never return into the parent
+        code = 1
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # pytest may have swapped sys.stdout
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            from allmlp.cli import main
+
+            code = main(argv)
+        except BaseException:  # a kill by SIGINT before the engine's handler is up: Python's KeyboardInterrupt
+            code = 130
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return pid
+
+
+def spawn_cli(argv: list[str], log: Path) -> subprocess.Popen:
+    """Run `allmlp ARGV` as a new Python process (DDP re-executes its command line, so it cannot be forked)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "allmlp", *argv], stdout=out, stderr=out, env=env,
+                                start_new_session=True)
+
+
+class Child:
+    """A training process, forked or spawned, that can be signalled and waited for."""
+
+    def __init__(self, argv: list[str], log: Path, fork: bool):
+        self.popen = None if fork else spawn_cli(argv, log)
+        self.pid = fork_cli(argv, log) if fork else self.popen.pid
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` (to the whole process group when spawned: DDP's second rank too)."""
+        try:
+            if self.popen is not None:
+                os.killpg(self.pid, signum)
+            else:
+                os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def poll(self) -> int | None:
+        """The exit code, or None while running."""
+        if self.popen is not None:
+            return self.popen.poll()
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        return None if pid == 0 else os.waitstatus_to_exitcode(status)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the exit code (SIGKILL after `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if time.monotonic() > deadline:
+                self.signal(signal.SIGKILL)
+                deadline = time.monotonic() + 30
+            time.sleep(0.01)
+        if self.popen is not None:  # a DDP rank left behind by a killed rank 0 goes with it
+            self.signal(signal.SIGKILL)
+        return code
+
+
+def weights_of(run_dir: Path) -> dict:
+    """The run folder's final weights, as tensors."""
+    return load_file(str(run_dir / "model.safetensors"))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    """Byte-for-byte equality of two state dicts."""
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].equal(b[k]) for k in a)
+
+
+def wait_for_progress(child: Child, state: Path) -> None:
+    """Wait until `child` has written a checkpoint (the trainer state file changes) or has exited."""
+    before = state.stat().st_mtime_ns if state.exists() else 0
+    while child.poll() is None:
+        if state.exists() and state.stat().st_mtime_ns != before:
+            return
+        time.sleep(0.005)
+
+
+def kill_chain(workdir: Path, family: str, data: dict[str, Path], steps: int, signals: list[int],
+               rng: random.Random, fork: bool, max_delay: float, extra: list[str] = ()) -> dict:
+    """Train `family` for `steps` through one kill by each of `signals` (in that order) at random instants, each
+    followed by a resume, then to the end.
+
+    Returns {"kills": how many processes were stopped by a signal, "steps_seen": step of each kill's checkpoint,
+    "equal": final weights bitwise equal to an uninterrupted run's, "codes": exit codes}.
+    """
+    reference = workdir / f"{family}_reference"
+    code = Child(train_argv(family, data, reference, steps, False, extra), workdir / "reference.log", fork).wait(600)
+    if code != 0:
+        raise RuntimeError(f"reference run of {family} failed ({code}); see {workdir / 'reference.log'}")
+    run_dir = workdir / f"{family}_chain"
+    log = workdir / f"{family}_chain.log"
+    done, stopped, codes, steps_seen = False, 0, [], []
+    while not done:
+        resume = (run_dir / "trainer_state.safetensors").is_file()
+        child = Child(train_argv(family, data, run_dir, steps, resume, extra), log, fork)
+        if stopped < len(signals):
+            if rng.random() > 0.2:  # most kills land mid-training: wait for this process's first checkpoint
+                wait_for_progress(child, run_dir / "trainer_state.safetensors")
+            deadline = time.monotonic() + rng.uniform(0.0, max_delay)
+            while time.monotonic() < deadline and child.poll() is None:
+                time.sleep(0.002)
+            if child.poll() is None:
+                child.signal(signals[stopped])
+                stopped += 1
+        code = child.wait(600)
+        codes.append(code)
+        if code == 0:
+            done = True
+        elif code not in (130, -signal.SIGKILL, 2, -signal.SIGINT, 137):
+            raise RuntimeError(f"{family}: a chain process failed with exit code {code}; see {log}")
+        state = run_dir / "trainer_state.safetensors"
+        if state.is_file():
+            from allmlp.checkpoint import load_trainer_state
+
+            steps_seen.append(int(load_trainer_state(run_dir)["loop"]["step"]))
+    return {"kills": stopped, "steps_seen": steps_seen, "codes": codes,
+            "equal": same_weights(weights_of(reference), weights_of(run_dir))}
+
+
+def main() -> None:
+    """Run the fuzz over the families and write the results JSON."""
+    import tempfile
+
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=200, help="kills in all (split over families and chains)")
+    parser.add_argument("--per-chain", type=int, default=10, help="kills per chain")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-ddp", action="store_true", help="skip the 2-process DDP family")
+    parser.add_argument("--smoke", action="store_true", help="a few kills, results to --out only")
+    parser.add_argument("--out", default=str(RESULTS / "faults.json"))
+    args = parser.parse_args()
+    if args.smoke:
+        args.kills, args.per_chain, args.no_ddp = 4, 2, True
+    torch.set_num_threads(1)
+    import allmlp.viz  # noqa: F401  (imported once here, so that forked children start training at once)
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+    rng = random.Random(args.seed)
+    plans = [(family, True, []) for family in FAMILIES]
+    if not args.no_ddp:
+        plans.append(("mixer", False, ["train.devices=2", "train.strategy=ddp"]))
+    chains_each = max(1, args.kills // args.per_chain // len(plans))
+    rows, kills, equal_kills = [], 0, 0
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_tiny_data(Path(tmp))
+        for family, fork, extra in plans:
+            name = family + ("_ddp" if extra else "")
+            for chain in range(chains_each):
+                workdir = Path(tmp) / f"{name}_{chain}"
+                workdir.mkdir()
+                signals = [rng.choice([signal.SIGKILL, signal.SIGINT]) for _ in range(args.per_chain)]
+                result = kill_chain(workdir, family, data, steps=120 if fork else 60, signals=signals, rng=rng,
+                                    fork=fork, max_delay=0.5 if fork else 3.0, extra=extra)
+                kills += result["kills"]
+                equal_kills += result["kills"] if result["equal"] else 0
+                rows.append({"family": name, "chain": chain, **result})
+                print(f"{name} chain {chain}: {result['kills']} kills, bitwise equal: {result['equal']}", flush=True)
+    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "kills": kills, "bitwise_equal": equal_kills,
+           "chains": rows, "seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"{equal_kills}/{kills} kills resumed bitwise equal; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
