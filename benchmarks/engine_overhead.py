@@ -1,10 +1,13 @@
 """What the engine costs: the same model, batches and optimizer through `allmlp.engine.fit` and a bare PyTorch loop.
 
-    python benchmarks/engine_overhead.py [--preset fashion_mixer] [--steps 100] [--rounds 3]
+    python benchmarks/engine_overhead.py [--preset fashion_mixer] [--steps 500] [--checkpoint-interval 500]
 
 Both loops run in this process, alternating (bare, engine, bare, engine, ...), on synthetic images of the preset's
-shape; each side's fastest round is compared (a shared machine only ever slows a round down).
-Writes benchmarks/results/engine_overhead.json with {"ratio"}: engine seconds / bare seconds (target <= 1.10).
+shape; each side's fastest round is compared (a shared machine only ever slows a round down). The engine's time is
+the whole `fit` call: setup, progress bar, metrics, TensorBoard and its checkpoints (every --checkpoint-interval
+steps and at the end, each an atomic safetensors trainer state holding weights, optimizer and RNG).
+Also times one checkpoint (save and resume load) of Mixer-B/16 (59.9M parameters, AdamW state).
+Writes benchmarks/results/engine_overhead.json with {"ratio"}: engine seconds / bare seconds (target <= 1.05).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from allmlp.tasks.classification import fill_model_args
 RESULTS = Path(__file__).parent / "results"
 
 
-def bench_config(preset: str, steps: int):
-    """The preset for `steps` steps without evaluations or checkpoints, model arguments filled from the data."""
-    cfg = build_config(preset, [f"train.max_steps={steps}", "train.eval_interval=0", "train.checkpoint_interval=0"])
+def bench_config(preset: str, steps: int, checkpoint_interval: int = 0):
+    """The preset for `steps` steps without evaluations, model arguments filled from the data."""
+    cfg = build_config(preset, [f"train.max_steps={steps}", "train.eval_interval=0", "train.max_minutes=0",
+                                f"train.checkpoint_interval={checkpoint_interval}"])
     spec = get_dataset(cfg.data.name)
     fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
     return cfg
@@ -77,21 +81,55 @@ def bare_loop(cfg, batches: TensorBatches, steps: int) -> float:
 
 
 def engine_loop(cfg, batches: TensorBatches, steps: int) -> float:
-    """`fit` with its defaults (progress bar, metrics.jsonl, TensorBoard scalars); returns its training seconds."""
+    """`fit` with its defaults (progress bar, metrics.jsonl, TensorBoard scalars, checkpoints); returns the seconds
+    of the whole call."""
     fabric = make_fabric(cfg.train)
     experiment = Experiment(fresh_model(cfg), loss_fn(cfg), batches)
     with tempfile.TemporaryDirectory() as run_dir:
-        return fit(fabric, experiment, cfg, run_dir)["train_seconds"]
+        start = time.perf_counter()
+        fit(fabric, experiment, cfg, run_dir)
+        return time.perf_counter() - start
+
+
+def checkpoint_seconds(model_name: str = "mixer_b16", rounds: int = 3) -> dict:
+    """Seconds to write one full checkpoint (weights, config, trainer state) of `model_name` with AdamW state, and
+    to load it back for --resume; the fastest of `rounds`."""
+    from allmlp import checkpoint as ckpt
+
+    cfg = build_config({"model": {"name": model_name, "num_classes": 1000}})
+    model = create_model(cfg.model.name, **cfg.model.args)
+    optimizer = build_optimizer(cfg.optim, model)
+    for p in model.parameters():  # AdamW state exists after a first step
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    saves, loads = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        for _ in range(rounds):
+            start = time.perf_counter()
+            ckpt.save_run(run_dir, model, cfg)
+            ckpt.save_trainer_state(run_dir, {"model": ckpt.state_dict_for_saving(model),
+                                              "optimizer": optimizer.state_dict(),
+                                              "rng": {"torch": torch.get_rng_state()}, "loop": {"step": 1}})
+            saves.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            ckpt.load_trainer_state(run_dir)
+            loads.append(time.perf_counter() - start)
+        size = sum(f.stat().st_size for f in run_dir.iterdir())
+    return {"model": model_name, "params": count_parameters(model), "save_seconds": round(min(saves), 2),
+            "load_seconds": round(min(loads), 2), "folder_megabytes": round(size / 2**20, 1)}
 
 
 def main() -> None:
+    """Alternate bare and engine rounds, time a Mixer-B/16 checkpoint, write the results JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="fashion_mixer")
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--checkpoint-interval", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "engine_overhead.json"))
     args = parser.parse_args()
-    cfg = bench_config(args.preset, args.steps)
+    cfg = bench_config(args.preset, args.steps, args.checkpoint_interval)
     batches = make_batches(cfg)
     warm_up = bench_config(args.preset, 5)  # first calls pay for lazy initialisation: not timed
     bare_loop(warm_up, batches, 5)
@@ -104,7 +142,8 @@ def main() -> None:
     result = {"ratio": round(min(engine) / min(bare), 3), "ratio_of_medians": round(
                   sorted(engine)[len(engine) // 2] / sorted(bare)[len(bare) // 2], 3),
               "bare_seconds": [round(s, 2) for s in bare], "engine_seconds": [round(s, 2) for s in engine],
-              "steps": args.steps, "batch_size": cfg.data.batch_size, "model": cfg.model.name,
+              "steps": args.steps, "checkpoint_interval": args.checkpoint_interval,
+              "checkpoint": checkpoint_seconds(), "batch_size": cfg.data.batch_size, "model": cfg.model.name,
               "params": count_parameters(fresh_model(cfg)), "preset": args.preset,
               "command": "python " + " ".join(sys.argv),
               "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
