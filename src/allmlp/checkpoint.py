@@ -236,6 +236,9 @@ def load_run(run_dir: str | Path, map_location: str = "cpu"):
 
     run_dir = check_run_dir(run_dir)
     cfg = load_config(run_dir / CONFIG)
+    if "." in cfg.model.name:  # trained through allmlp.fit: a class of the user's, not a registered model
+        raise CheckpointError(f"{run_dir} holds {cfg.model.name}, a model built in Python: build it again and load "
+                              f"{run_dir / WEIGHTS} with allmlp.checkpoint.load_weights(model, path)")
     model = create_model(cfg.model.name, **cfg.model.args)
     load_weights(model, run_dir / WEIGHTS)
     if hasattr(model, "load_files"):  # e.g. the LightGBM booster's model.txt

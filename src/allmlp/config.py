@@ -298,6 +298,8 @@ def validate_model_args(model_name: str, args: dict) -> dict:
     """Check model keyword arguments against the registered factory's signature and defaults."""
     from .models import model_kwargs
 
+    if "." in model_name and not args:  # a module.Class trained through allmlp.fit: nothing registered to check
+        return {}
     try:
         params = model_kwargs(model_name)
     except KeyError as err:

@@ -395,17 +395,20 @@ def _on_rank_zero_first(fabric, action: Callable[[], object], then_others: bool 
 
 
 def run(cfg: Config, run_dir: str | Path, resume: bool = False, reuse: bool | None = None,
-        prepare: Callable[[Experiment, Path, object], None] | None = None) -> dict:
+        prepare: Callable[[Experiment, Path, object], None] | None = None,
+        build: Callable[[Config], Experiment] | None = None) -> dict:
     """One training from a config: processes, run folder, seed, experiment, fit, shutdown. Returns fit's result
     with "run_dir".
 
     The run folder is locked for the whole training (a second training on it fails at once). With
     `reuse` false (default unless resuming) `run_dir` is a base name and the first free of `run_dir`, `run_dir-2`,
     ... is taken; a folder made here is removed again if the run is rejected before its first step.
-    `prepare(experiment, run_dir, fabric)` runs on every rank before training (add hooks, print a header).
+    `build(cfg)` makes the experiment (default: the config's task). `prepare(experiment, run_dir, fabric)` runs
+    on every rank before training (add hooks, print a header).
     The result also holds "rank", this process's global rank (0 prints, the others stay quiet).
     """
-    from .tasks import build_experiment
+    if build is None:
+        from .tasks import build_experiment as build
 
     fabric = make_fabric(cfg.train)
     fabric.launch()
@@ -415,7 +418,7 @@ def run(cfg: Config, run_dir: str | Path, resume: bool = False, reuse: bool | No
     try:
         fabric.seed_everything(cfg.train.seed, verbose=False)
         # rank 0 downloads and caches the data first; the other ranks then read the cache
-        exp = _on_rank_zero_first(fabric, lambda: build_experiment(cfg))
+        exp = _on_rank_zero_first(fabric, lambda: build(cfg))
         if prepare is not None:
             prepare(exp, path, fabric)
         result = fit(fabric, exp, cfg, path, resume=resume)

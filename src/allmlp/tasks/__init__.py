@@ -18,6 +18,7 @@ def task_module(cfg: Config):
     return importlib.import_module(TASK_MODULES[model_info(cfg.model.name)["task"]])
 
 
-def build_experiment(cfg: Config) -> Experiment:
-    """Data, model and loss for `cfg`; fills data-derived model arguments (classes, image size) into cfg."""
-    return task_module(cfg).build(cfg)
+def build_experiment(cfg: Config, model=None) -> Experiment:
+    """Data, model and loss for `cfg`; fills data-derived model arguments (classes, image size) into cfg.
+    `model` replaces the config's model by a module built in Python (image and text tasks)."""
+    return task_module(cfg).build(cfg) if model is None else task_module(cfg).build(cfg, model)

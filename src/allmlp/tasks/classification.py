@@ -58,15 +58,15 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict:
             "acc": (logits.argmax(1) == labels).float().mean().item()}
 
 
-def build(cfg: Config) -> Experiment:
-    """Experiment for an image classifier on the configured data set."""
+def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
+    """Experiment for an image classifier on the configured data set (`model`: one built in Python instead)."""
     if cfg.optim.manual_backprop:
         raise ValueError(f"optim.manual_backprop=true: only the Bengio language models have hand-written "
                          f"gradients, not {cfg.model.name}")
     spec = get_dataset(cfg.data.name)
     splits = load_splits(cfg)
     fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
-    model = create_model(cfg.model.name, **cfg.model.args)
+    model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
     data = cfg.data
     border = black_level(spec.mean, spec.std)  # crops pad with black, as the images' own background
 

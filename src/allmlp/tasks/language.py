@@ -68,11 +68,11 @@ def loss_metrics(split: str, nats: float) -> dict:
     return {f"{split}/loss": nats, f"{split}/bpc": nats / math.log(2), f"{split}/ppl": math.exp(min(nats, 50.0))}
 
 
-def build(cfg: Config) -> Experiment:
-    """Experiment for a character language model on the configured corpus."""
+def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
+    """Experiment for a character language model on the configured corpus (`model`: one built in Python)."""
     tokenizer, streams = load_text_splits(cfg.data)
     fill_model_args(cfg, tokenizer)
-    model = create_model(cfg.model.name, **cfg.model.args)
+    model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
     kind = sample_kind(cfg, model)
     context = int(getattr(model, "context_length", cfg.data.context_length or 64))
     boundary = tokenizer.boundary_id
