@@ -1,5 +1,6 @@
 import gzip
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,6 +64,79 @@ def test_corrupt_cifar_batch(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(b"not a pickle")
     with pytest.raises(DataError, match="data_batch_1: not a CIFAR-10 python batch"):
         read_cifar_batch(tmp_path / "data_batch_1")
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates the marker file: proof that a reader ran code from a data file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_cifar_reader_runs_no_code_from_the_file(tmp_path):
+    marker = tmp_path / "marker"
+    payloads = [_TouchOnUnpickle(marker), {b"data": _TouchOnUnpickle(marker), b"labels": [1]}]
+    for payload in payloads:
+        (tmp_path / "data_batch_1").write_bytes(pickle.dumps(payload))
+        with pytest.raises(DataError, match=r"data_batch_1: not a CIFAR-10 python batch \(refused to load "):
+            read_cifar_batch(tmp_path / "data_batch_1")
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_reader_takes_every_pickle_protocol(tmp_path, protocol):
+    data = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    (tmp_path / "b").write_bytes(pickle.dumps({"data": data, "labels": [3, 9]}, protocol=protocol))
+    images, labels = read_cifar_batch(tmp_path / "b")
+    assert np.array_equal(images.reshape(2, -1), data) and labels.tolist() == [3, 9]
+
+
+@pytest.mark.parametrize("batch, message", [
+    ([1, 2], r"a list, expected a dict"),
+    ({b"data": np.zeros((2, 3072), np.int64), b"labels": [0, 1]}, r"'data' is int64 array \(2, 3072\)"),
+    ({b"data": np.zeros((2, 1024), np.uint8), b"labels": [0, 1]}, r"'data' is uint8 array \(2, 1024\)"),
+    ({b"data": np.zeros((2, 3072), object), b"labels": [0, 1]}, r"object arrays are not allowed"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, r"2 images but 1 labels"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, r"label 10 out of range"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, -1]}, r"label -1 out of range"),
+])
+def test_malformed_cifar_batch_names_file_and_field(tmp_path, batch, message):
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DataError, match=r"data_batch_1: .*" + message):
+        read_cifar_batch(tmp_path / "data_batch_1")
+
+
+@pytest.mark.parametrize("where", ["block header", "middle"])  # zlib.error (not an OSError), CRC mismatch
+def test_bit_flip_inside_gzip_names_file(tmp_path, where):
+    path = write_idx(tmp_path / "x-idx3-ubyte", np.random.default_rng(0).integers(0, 256, (20, 28, 28)))
+    raw = bytearray(path.read_bytes())
+    raw[10 if where == "block header" else len(raw) // 2] ^= 0xFF  # byte 10: the first deflate block's header
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"x-idx3-ubyte.gz: corrupt or truncated gzip data"):
+        read_idx(path)
+
+
+def _fashion_folder(tmp_path, images, labels):
+    for split in ("train", "t10k"):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", images)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels)
+    return tmp_path
+
+
+def test_idx_shape_of_another_data_set_is_an_error_not_a_reshape(tmp_path):
+    folder = _fashion_folder(tmp_path, np.zeros((3, 14, 56), np.uint8), np.zeros(3, np.uint8))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: IDX images are uint8 \(3, 14, 56\), "
+                                        r"expected uint8 \(N, 28, 28\) for fashion_mnist"):
+        load_images("fashion_mnist", folder)
+
+
+def test_idx_label_out_of_range_names_file_and_value(tmp_path):
+    folder = _fashion_folder(tmp_path, np.zeros((3, 28, 28), np.uint8), np.array([1, 12, 3], np.uint8))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: label 12 out of range"):
+        load_images("fashion_mnist", folder)
 
 
 def test_fashion_loader_from_folder(tiny_fashion):
