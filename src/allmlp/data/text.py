@@ -171,6 +171,8 @@ def fetch_corpus(name: str) -> Path:
 def read_text_file(path: str | Path) -> str:
     """The whole file as text; a missing, empty or non-UTF-8 file is a one-line error naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: a text corpus is one UTF-8 file")
     if not path.is_file():
         raise FileNotFoundError(f"text file not found: {path}")
     try:
