@@ -139,6 +139,34 @@ def test_idx_label_out_of_range_names_file_and_value(tmp_path):
         load_images("fashion_mnist", folder)
 
 
+def test_cifar_archive_is_extracted_whole_or_not_at_all(tmp_path, tiny_cifar, monkeypatch):
+    import hashlib
+    import tarfile
+
+    from allmlp.data import images
+
+    archive = tmp_path / "cache" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tiny_cifar, arcname="cifar-10-batches-py")
+    monkeypatch.setattr(images, "CIFAR_TAR_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    extract_all = tarfile.TarFile.extractall
+
+    def disk_full_after_two_members(self, path, filter=None):
+        for member in self.getmembers()[:3]:  # the folder and two batches
+            self.extract(member, path, filter=filter)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", disk_full_after_two_members)
+    with pytest.raises(OSError, match="No space left"):
+        images.fetch("cifar10", archive.parent)
+    assert [p.name for p in archive.parent.iterdir()] == ["cifar-10-python.tar.gz"]  # no batches that look whole
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extract_all)
+    batches = images.fetch("cifar10", archive.parent)
+    assert sorted(p.name for p in batches.iterdir()) == sorted(p.name for p in tiny_cifar.iterdir())
+    assert sorted(p.name for p in archive.parent.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+
+
 def test_fashion_loader_from_folder(tiny_fashion):
     splits = load_images("fashion_mnist", tiny_fashion)
     assert splits["train"][0].shape == (512, 1, 28, 28) and splits["train"][0].dtype == torch.uint8
@@ -175,3 +203,17 @@ def test_test_time_flip_averages_the_logits_of_both_mirror_images():
     both = predict(model, images, batch_size=2, hflip=True)
     assert torch.allclose(both, (plain + model(images.flip(3))) / 2, atol=1e-6)
     assert not torch.allclose(both, plain)
+
+
+def test_download_leaves_the_target_whole_or_absent(tmp_path):
+    from allmlp.data.cache import download
+
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 1000)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    with pytest.raises(OSError, match="could not download t.bin: file://"):
+        download([(tmp_path / "missing.bin").as_uri()], folder / "t.bin")
+    assert list(folder.iterdir()) == []  # no half-written or temporary file left behind
+    assert download([(tmp_path / "missing.bin").as_uri(), source.as_uri()], folder / "t.bin").read_bytes() == b"x" * 1000
+    assert [p.name for p in folder.iterdir()] == ["t.bin"]

@@ -6,8 +6,11 @@ import gzip
 import hashlib
 import io
 import math
+import os
 import pickle
+import shutil
 import tarfile
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import cache_dir, download
+from .cache import cache_dir, download, write_atomic
 
 
 class DataError(ValueError):
@@ -197,7 +200,8 @@ def _verify_idx(path: Path, spec: IdxFile) -> None:
     raw = _read_bytes(path)
     if spec.raw_md5 and _md5(raw) == spec.raw_md5:
         return
-    raise DataError(f"{path}: checksum mismatch (expected md5 {spec.raw_md5 or spec.gz_md5})")
+    raise DataError(f"{path}: checksum mismatch (expected md5 {spec.raw_md5 or spec.gz_md5}); delete it and fetch "
+                    "the data set again")
 
 
 def _find_idx(folder: Path, name: str) -> Path | None:
@@ -230,7 +234,7 @@ def _copy_or_download(spec: ImageDataset, idx: IdxFile, folder: Path) -> Path:
         if source is not None:
             _verify_idx(source, idx)
             target = folder / source.name
-            target.write_bytes(source.read_bytes())
+            write_atomic(target, source.read_bytes())
             return target
     download([url + f"{idx.name}.gz" for url in spec.urls], target)
     return target
@@ -244,9 +248,14 @@ def _fetch_cifar(folder: Path) -> Path:
     if not archive.is_file():
         download(list(DATASETS["cifar10"].urls), archive)
     if _md5(archive.read_bytes()) != CIFAR_TAR_MD5:
-        raise DataError(f"{archive}: checksum mismatch (expected md5 {CIFAR_TAR_MD5})")
-    with tarfile.open(archive) as tar:
-        tar.extractall(folder, filter="data")
+        raise DataError(f"{archive}: checksum mismatch (expected md5 {CIFAR_TAR_MD5}); delete it and fetch again")
+    # Extract next to the cache and rename when complete: a crash mid-way must not leave batches that look whole.
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        if batches.exists():
+            shutil.rmtree(batches)  # an incomplete copy: the complete one returned above
+        os.replace(Path(tmp) / batches.name, batches)
     return batches
 
 
