@@ -70,6 +70,7 @@ def test_swapping_the_model_drops_the_presets_model_keys():
     ("train: {log_interval: 0}\n", r"config.yaml: train.log_interval=0: must be >= 1"),
     ("preset: [1]\n", r"config.yaml: preset: expected str"),
     ("train: {max_steps: [1\n", r"config.yaml: not valid YAML \(line 2: "),
+    ("model: &m {name: mlp_classifier, inner: *m}\n", r"config.yaml: 'model.inner.inner.inner.name': nested deeper"),
 ])
 def test_config_yaml_that_is_not_a_config_names_the_file(tmp_path, text, message):
     (tmp_path / "config.yaml").write_text(text)
@@ -91,6 +92,16 @@ def test_python_tags_in_yaml_run_nothing(tmp_path, name):
                                          r"for the tag 'tag:yaml.org,2002:python/object/apply:os.system'\)"):
         load_config(tmp_path / name) if name == "config.yaml" else build_config(str(tmp_path / name))
     assert not marker.exists()
+
+
+def test_a_value_nesting_aliases_gives_a_short_message(tmp_path):
+    levels = ["&a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for previous, name in zip("abcde", "bcdef"):  # 10**6 leaves through aliases: cheap to parse, a 3 MB repr
+        levels.append(f"&{name} [{', '.join(['*' + previous] * 10)}]")
+    (tmp_path / "config.yaml").write_text(f"data: {{path: [{', '.join(levels)}]}}\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: data.path: expected str, got \[") as error:
+        load_config(tmp_path / "config.yaml")
+    assert len(str(error.value)) < 400 + len(str(tmp_path))
 
 
 def test_empty_sections_and_a_model_given_by_name_only(tmp_path):
@@ -153,7 +164,8 @@ def test_out_of_range_values_name_key_and_value(override, message):
 def test_boundary_values_are_accepted():
     cfg = build_config("fashion_mixer", ["train.max_steps=0", "train.max_epochs=0.5", "optim.min_lr_ratio=1",
                                          "optim.name=AdamW", "data.train_fraction=0.9", "data.val_fraction=0.1",
-                                         "train.eval_interval=0", "optim.grad_clip=0", "train.precision=bf16-mixed"])
+                                         "train.eval_interval=0", "optim.grad_clip=0", "train.precision=bf16-mixed",
+                                         "data.add_channel_dimension=true"])  # read by nothing, kept for the seed
     assert (cfg.train.max_epochs, cfg.optim.name) == (0.5, "AdamW")
 
 

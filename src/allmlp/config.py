@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -132,6 +133,16 @@ ALIASES = {
 NAME_ALIASES = {"net": "model.name", "model": "model.name", "optimizer": "optim.name", "optim": "optim.name"}
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+_SHORT_REPR.maxlevel = 2
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: repr, shortened, one line (a YAML alias can nest a billion items)."""
+    return _SHORT_REPR.repr(value)
+
+
 def preset_names() -> list[str]:
     """Names of the presets shipped with the package."""
     return sorted(p.name[:-5] for p in resources.files("allmlp.presets").iterdir() if p.name.endswith(".yaml"))
@@ -167,7 +178,7 @@ def check_tree(tree: Any, source: str) -> dict:
             continue  # an empty section (`model:` with nothing under it) sets nothing
         if key in ("data", "train") and not isinstance(value, dict):
             raise ConfigError(f"{source}: section {key!r} must be a mapping of keys, found "
-                              f"{type(value).__name__} {value!r}")
+                              f"{type(value).__name__} {shown(value)}")
         out[key] = value
     return out
 
@@ -232,7 +243,7 @@ def _coerce(key: str, value: Any, annotation: Any, default: Any) -> Any:
             return value
     else:
         return value
-    raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"{key}: expected {kind.__name__}, got {shown(value)} ({type(value).__name__})")
 
 
 def _unknown(key: str, valid) -> ConfigError:
@@ -253,10 +264,15 @@ def _canonical(key: str) -> str:
     return key
 
 
+MAX_NESTING = 4  # model.hidden.width is 3 deep; a YAML alias can make a mapping contain itself
+
+
 def _flatten(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
     items = []
     for key, value in tree.items():
         full = f"{prefix}{key}"
+        if full.count(".") >= MAX_NESTING:
+            raise ConfigError(f"{shown(full)}: nested deeper than {MAX_NESTING} levels")
         section = _canonical(full).split(".")[0]
         if isinstance(value, dict) and (not prefix or section == "model") and full not in ("model.args",):
             items.extend(_flatten(value, full + "."))
@@ -354,7 +370,7 @@ def validate(cfg: Config) -> Config:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if not test(value):
-            raise ConfigError(f"{key}={value!r}: {requirement}")
+            raise ConfigError(f"{key}={shown(value)}: {requirement}")
     data, train = cfg.data, cfg.train
     if data.train_fraction + data.val_fraction > 1 + 1e-9:
         raise ConfigError(f"data.train_fraction={data.train_fraction!r} + data.val_fraction={data.val_fraction!r}: "
@@ -470,7 +486,7 @@ def load_config(path: str | Path) -> Config:
     tree = check_tree(read_yaml(path), str(path))
     preset = tree.pop("preset", "")
     if not isinstance(preset, str):
-        raise ConfigError(f"{path}: preset: expected str, got {preset!r} ({type(preset).__name__})")
+        raise ConfigError(f"{path}: preset: expected str, got {shown(preset)} ({type(preset).__name__})")
     try:
         cfg = build_config(tree)
     except ConfigError as err:
