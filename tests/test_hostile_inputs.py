@@ -137,9 +137,13 @@ def preset_file(text: str):
     return setup
 
 
-def text_corpus(raw: bytes):
+def text_corpus(raw: bytes | None):
+    """names_bengio trained on corpus.txt holding `raw` (None: a folder of that name)."""
     def setup(tmp: Path) -> list[str]:
-        (tmp / "corpus.txt").write_bytes(raw)
+        if raw is None:
+            (tmp / "corpus.txt").mkdir()
+        else:
+            (tmp / "corpus.txt").write_bytes(raw)
         return ["train", "names_bengio", f"data.path={tmp / 'corpus.txt'}", "train.max_steps=2",
                 "train.progress=false"]
     return setup
@@ -151,10 +155,28 @@ def override(*items: str):
     return setup
 
 
-def npz_damaged(tmp: Path) -> list[str]:
-    np.savez(tmp / "w.npz", **{"stem/kernel": np.ones((4, 4, 3, 8), np.float32)})
-    damaged(tmp / "w.npz", "truncate")
-    return ["finetune", "--weights", str(tmp / "w.npz"), "cifar10_mixer_1"]
+def weights_damaged(name: str):
+    """A weights file cut in half, given to `allmlp finetune`."""
+    def setup(tmp: Path) -> list[str]:
+        path = tmp / name
+        state = {"stem.proj.weight": torch.ones(8, 3, 4, 4)}
+        if path.suffix == ".npz":
+            np.savez(path, **{"stem/kernel": np.ones((4, 4, 3, 8), np.float32)})
+        elif path.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, path)
+        else:
+            torch.save(state, path)
+        damaged(path, "truncate")
+        return ["finetune", "--weights", str(path), "cifar10_mixer_1"]
+    return setup
+
+
+def cifar_truncated(tmp: Path) -> list[str]:
+    folder = cifar_folder(tmp, {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3]})
+    damaged(folder / "data_batch_1", "truncate")
+    return ["train", "cifar10_mixer_1", f"data.path={folder}", *FAST_MIXER]
 
 
 LABELS_64 = separable_images(64)[1]
@@ -187,6 +209,8 @@ CASES = [
     pytest.param(idx_fetched_from_a_corrupt_cache, r"fashion_mnist/train-images-idx3-ubyte.gz: corrupt or "
                  r"truncated gzip data", id="data-fetch-corrupt-cache"),
     # CIFAR-10 batches that unpickle (safely) into the wrong thing
+    pytest.param(cifar_truncated, r"data_batch_1: not a CIFAR-10 python batch \(pickle data was truncated\)",
+                 id="cifar-truncated"),
     pytest.param(cifar_malformed([1, 2, 3]), r"data_batch_1: not a CIFAR-10 python batch \(a list, expected a dict\)",
                  id="cifar-not-a-dict"),
     pytest.param(cifar_malformed({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 10]}),
@@ -209,6 +233,8 @@ CASES = [
     pytest.param(run_folder(b"model:\n  name: mixer_tiny_28\xff\n"), r"config.yaml: not UTF-8 text \(byte 28\)",
                  id="config-not-utf8"),
     pytest.param(run_folder("model: {name: [\n"), r"config.yaml: not valid YAML \(line 2: ", id="config-bad-yaml"),
+    pytest.param(run_folder("model: &m {name: mlp_classifier, inner: *m}\n"), r"config.yaml: "
+                 r"'model.inner.inner.inner.name': nested deeper than 4 levels", id="config-contains-itself"),
     pytest.param(preset_file("- a list\n"), r"preset.yaml: expected a mapping of sections", id="preset-list"),
     # YAML tags that would run code (a created marker file fails the digest check): in-process, as safe_load is
     # the same code in any process
@@ -240,7 +266,12 @@ CASES = [
     # text corpus and weights files
     pytest.param(text_corpus(b"anna\nbob\n\xe9mile\n"), r"corpus.txt is not UTF-8 text \(byte 9: invalid "
                  r"continuation byte\)", id="corpus-not-utf8"),
-    pytest.param(npz_damaged, r"w.npz: not a readable .npz archive", id="npz-truncated"),
+    pytest.param(text_corpus(None), r"corpus.txt is a folder: a text corpus is one UTF-8 file", id="corpus-folder"),
+    pytest.param(weights_damaged("w.npz"), r"w.npz: not a readable .npz archive \(File is not a zip file\)",
+                 id="npz-truncated"),
+    pytest.param(weights_damaged("w.pth"), r"w.pth: not a readable torch state dict", id="pth-truncated"),
+    pytest.param(weights_damaged("w.safetensors"), r"w.safetensors: corrupt safetensors file",
+                 id="safetensors-truncated"),
 ]
 
 
