@@ -263,6 +263,8 @@ CASES = [
                  r"data.val_fraction=0.3: must sum to at most 1", id="fractions-sum"),
     pytest.param(override("data.unknown_chars=ignore"), r"data.unknown_chars='ignore': must be one of error, drop",
                  id="unknown-chars"),
+    pytest.param(lambda tmp: ["sweep", "fashion_mixer", "optim.lr=0:0.1", "--trials", "1"], r"sweep: optim.lr at "
+                 r"0.0: optim.lr=0.0: must be > 0", id="sweep-range-end-out-of-range"),
     # text corpus and weights files
     pytest.param(text_corpus(b"anna\nbob\n\xe9mile\n"), r"corpus.txt is not UTF-8 text \(byte 9: invalid "
                  r"continuation byte\)", id="corpus-not-utf8"),
@@ -276,9 +278,9 @@ CASES = [
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    """Path -> SHA-256 of every file under `root`: a case must not change, add or remove any."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    """Path -> SHA-256 of every file (or "folder") under `root`: a case must not change, add or remove any."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+            for p in sorted(root.rglob("*"))}
 
 
 def assert_one_line_error(code: int, out: str, err: str, message: str) -> None:
