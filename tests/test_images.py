@@ -102,6 +102,9 @@ def test_cifar_reader_takes_every_pickle_protocol(tmp_path, protocol):
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, r"2 images but 1 labels"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, r"label 10 out of range"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, -1]}, r"label -1 out of range"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 2**70]}, r"an integer beyond int64"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1.5]}, r"'labels' are not all integers"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.array(3)}, r"2 images but 'labels' ndarray"),
 ])
 def test_malformed_cifar_batch_names_file_and_field(tmp_path, batch, message):
     (tmp_path / "data_batch_1").write_bytes(pickle.dumps(batch))

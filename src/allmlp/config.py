@@ -174,7 +174,7 @@ def check_tree(tree: Any, source: str) -> dict:
         raise ConfigError(f"{source}: expected {expected}, found a {type(tree).__name__}")
     out = {}
     for key, value in tree.items():
-        if value is None and key in (*SECTIONS, *ALIASES):
+        if value is None and (key in SECTIONS or key in NAME_ALIASES):
             continue  # an empty section (`model:` with nothing under it) sets nothing
         if key in ("data", "train") and not isinstance(value, dict):
             raise ConfigError(f"{source}: section {key!r} must be a mapping of keys, found "

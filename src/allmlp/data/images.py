@@ -93,7 +93,7 @@ def _read_bytes(path: Path) -> bytes:
                 return fh.read()
         return path.read_bytes()
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # zlib.error is no OSError: a flipped bit raises it
-        raise DataError(f"{path}: corrupt or truncated gzip data ({err or err.__class__.__name__})") from None
+        raise DataError(f"{path}: corrupt or truncated gzip data ({str(err) or err.__class__.__name__})") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
 
@@ -170,13 +170,18 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         found = f"{data.dtype} array {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"{path}: CIFAR batch 'data' is {found}, expected a uint8 array (N, 3072)")
-    if not isinstance(labels, (list, np.ndarray)) or len(labels) != len(data):
-        found = f"{len(labels)} labels" if isinstance(labels, (list, np.ndarray)) else f"'labels' {type(labels).__name__}"
+    is_sequence = isinstance(labels, list) or isinstance(labels, np.ndarray) and labels.ndim == 1
+    if not is_sequence or len(labels) != len(data):
+        found = f"{len(labels)} labels" if is_sequence else f"'labels' {type(labels).__name__}"
         raise DataError(f"{path}: CIFAR batch has {len(data)} images but {found}, expected a list of {len(data)} ints")
+    integers = (all(isinstance(v, int) and not isinstance(v, bool) for v in labels) if isinstance(labels, list)
+                else labels.dtype.kind in "iu")
+    if not integers:  # floats would be truncated to a class silently
+        raise DataError(f"{path}: CIFAR batch 'labels' are not all integers")
     try:
         labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: CIFAR batch 'labels' are not integers") from None
+    except OverflowError:
+        raise DataError(f"{path}: CIFAR batch 'labels' hold an integer beyond int64") from None
     _check_labels(path, labels, len(CIFAR_CLASSES))
     return data.reshape(-1, 3, 32, 32), labels
 
