@@ -155,6 +155,7 @@ def test_empty_sections_and_a_model_given_by_name_only(tmp_path):
     ("optim.betas=0.9", r"optim.betas=0.9: must be two numbers in \[0, 1\)"),
     ("optim.schedule=cosin", r"optim.schedule='cosin': must be one of cosine, constant, plateau"),
     ("optim.name=adamm", r"optim.name='adamm': must be one of adamw, adam, sgd, lion"),
+    ("train.devices=3", r"data.batch_size=128: must be divisible by train.devices \* train.num_nodes = 3"),
 ])
 def test_out_of_range_values_name_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -377,6 +377,10 @@ def validate(cfg: Config) -> Config:
                           "must sum to at most 1")
     if train.max_steps == 0 and train.max_epochs == 0:
         raise ConfigError("train.max_steps=0: must be >= 1 when train.max_epochs is 0 (nothing would train)")
+    processes = train.devices * train.num_nodes
+    if data.batch_size % processes:  # split_for_rank would fail at the first step, once per process
+        raise ConfigError(f"data.batch_size={data.batch_size}: must be divisible by train.devices * train.num_nodes "
+                          f"= {processes} (it is the global batch, split evenly over the processes)")
     return cfg
 
 
