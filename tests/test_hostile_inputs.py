@@ -251,6 +251,8 @@ CASES = [
     pytest.param(override("data.context_length=-1"), r"data.context_length=-1: must be >= 0", id="context-negative"),
     pytest.param(override("data.batch_size=0"), r"data.batch_size=0: must be >= 1", id="batch-size-0"),
     pytest.param(override("train.devices=0"), r"train.devices=0: must be >= 1", id="devices-0"),
+    pytest.param(override("train.devices=3"), r"data.batch_size=128: must be divisible by train.devices \* "
+                 r"train.num_nodes = 3", id="batch-indivisible"),
     pytest.param(override("optim.lr=-1e-3"), r"optim.lr=-0.001: must be > 0", id="lr-negative"),
     pytest.param(override("optim.betas=[0.9,1.2]"), r"optim.betas=\(0.9, 1.2\): must be two numbers in \[0, 1\)",
                  id="betas-out-of-range"),

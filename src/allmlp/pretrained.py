@@ -128,7 +128,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return from_timm(load_file(str(path)))
         except (SafetensorError, OSError) as err:
-            raise PretrainedError(f"{path}: corrupt safetensors file ({err})") from None
+            raise PretrainedError(f"{path}: corrupt safetensors file ({_first_line(err)})") from None
     raise PretrainedError(f"{path}: unknown weights format {suffix!r}; expected .npz, .pth, .pt, .bin or .safetensors")
 
 
