@@ -1,8 +1,9 @@
 """Hostile inputs to config, data and weights files: exit code 2, one line on stderr, no traceback, no code run.
 
 Every case is a row of a table: it writes its files under tmp_path and returns the command line. Cases that fail
-before any training run `allmlp.cli.main` in this process (a subprocess costs seconds of imports on 2 cores);
-files that try to run code when loaded (pickle and YAML payloads) go through the real CLI in a subprocess.
+before any training run `allmlp.cli.main` in this process (a subprocess costs seconds of imports on 2 cores), and
+no file or folder under tmp_path may change. Pickle payloads (CIFAR batches, .pth, .npz weights) go through the
+real CLI in a subprocess; YAML payloads run in-process, where `yaml.safe_load` is the same code.
 """
 
 from __future__ import annotations
