@@ -281,9 +281,13 @@ CASES = [
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    """Path -> SHA-256 of every file (or "folder") under `root`: a case must not change, add or remove any."""
+    """Path -> SHA-256 of every file (or "folder") under `root`: a case must not change, add or remove any.
+
+    The default train.out_dir `runs` itself is left out: it holds run folders and is no run's; a run folder inside
+    it still counts.
+    """
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
-            for p in sorted(root.rglob("*"))}
+            for p in sorted(root.rglob("*")) if p != root / "runs"}
 
 
 def assert_one_line_error(code: int, out: str, err: str, message: str) -> None:
