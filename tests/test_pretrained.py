@@ -185,3 +185,47 @@ def test_finetune_cli_trains_from_npz_on_cifar_batches(tmp_path, tiny_cifar, cap
     code = main(["finetune", "--weights", str(tmp_path / "p4.npz"), "cifar10_mixer_1", f"data.path={tiny_cifar}",
                  "data.val_size=0", "--run-dir", str(tmp_path / "run2")])
     assert code == 2 and "wrong shape" in capsys.readouterr().err
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates the marker file: proof that a loader ran code from a weights file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+@pytest.mark.parametrize("kind", ["pth", "pth_plain_pickle", "npz_object_array", "npz_plain_pickle"])
+def test_weights_files_run_no_code(tmp_path, kind):
+    import pickle
+
+    marker = tmp_path / "marker"
+    payload = _TouchOnUnpickle(marker)
+    path = tmp_path / f"weights.{kind[:3]}"
+    if kind == "pth":
+        torch.save({"head.weight": torch.zeros(2), "x": payload}, path)
+    elif kind == "npz_object_array":
+        np.savez(path, x=np.array([payload], dtype=object))
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(PretrainedError, match=rf"weights.{kind[:3]}: holds (pickled )?Python objects.*never loaded"):
+        read_weights(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bit_flip"])
+def test_damaged_npz_is_one_line_naming_the_file(tmp_path, damage):
+    path = tmp_path / "w.npz"
+    np.savez(path, **{"stem/kernel": np.ones((4, 4, 3, 8), np.float32)})
+    raw = bytearray(path.read_bytes())
+    if damage == "truncate":
+        raw = raw[:len(raw) // 2]
+    else:
+        raw[200] ^= 0xFF  # inside the array's bytes: the zip member's CRC no longer matches
+    path.write_bytes(bytes(raw))
+    with pytest.raises(PretrainedError, match=r"w.npz: not a readable .npz archive \([^\n]+\)$"):
+        read_weights(path)

@@ -43,10 +43,12 @@ def test_bad_files_are_one_line_errors(tmp_path):
     latin.write_bytes("caf\xe9 au lait".encode("latin-1"))
     with pytest.raises(ValueError, match="empty.txt is empty"):
         load_text_splits(text_cfg(empty).data)
-    with pytest.raises(ValueError, match="latin1.txt is not UTF-8"):
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(byte 3: invalid continuation byte\)"):
         load_text_splits(text_cfg(latin).data)
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         read_text_file(tmp_path / "missing.txt")
+    with pytest.raises(IsADirectoryError, match=rf"{tmp_path} is a folder: a text corpus is one UTF-8 file"):
+        read_text_file(tmp_path)
     with pytest.raises(ValueError, match="not a text corpus"):
         load_text_splits(build_config({"data": {"name": "fashion_mnist"}}).data)
 
@@ -120,7 +122,9 @@ def test_language_task_reports_bits_per_char(tmp_path):
     assert abs(metrics["val/loss"] - math.log(4)) < 0.5  # an untrained model is near uniform
     tree = {k: v for k, v in cfg.to_dict().items() if k != "preset"}
     with pytest.raises(ValueError, match="data.context_length=8 and model.context_length=16 disagree"):
-        language.build(build_config(tree, ["model.context_length=16"]))
+        language.build(build_config(tree, ["model.context_length=16", "data.context_length=8"]))
+    # typed alone, it wins over the context length the tree gives (issue 13: the README's names_bengio command)
+    assert language.build(build_config(tree, ["model.context_length=16"])).model.context_length == 16
     with pytest.raises(ValueError, match="data.type=window does not fit"):
         language.build(build_config({"model": {"name": "causal_mixer"}, "data": {"name": "text", "path": str(path),
                                                                                  "type": "window"}}))

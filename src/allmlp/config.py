@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -132,27 +133,67 @@ ALIASES = {
 NAME_ALIASES = {"net": "model.name", "model": "model.name", "optimizer": "optim.name", "optim": "optim.name"}
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
+_SHORT_REPR.maxlevel = 2
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: repr, shortened, one line (a YAML alias can nest a billion items)."""
+    return _SHORT_REPR.repr(value)
+
+
 def preset_names() -> list[str]:
     """Names of the presets shipped with the package."""
     return sorted(p.name[:-5] for p in resources.files("allmlp.presets").iterdir() if p.name.endswith(".yaml"))
 
 
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document of a file, built by `yaml.safe_load` (no tags that run code); errors name the file."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err.__class__.__name__).split())
+        raise ConfigError(f"{path}: not valid YAML ({where}{problem})") from None
+
+
+def check_tree(tree: Any, source: str) -> dict:
+    """A preset or config.yaml document as a mapping of sections; `source` (a file, a preset) names it in errors."""
+    expected = f"a mapping of sections ({', '.join(SECTIONS)})"
+    if tree is None:
+        raise ConfigError(f"{source} is empty: expected {expected}")
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{source}: expected {expected}, found a {type(tree).__name__}")
+    out = {}
+    for key, value in tree.items():
+        if value is None and (key in SECTIONS or key in NAME_ALIASES):
+            continue  # an empty section (`model:` with nothing under it) sets nothing
+        if key in ("data", "train") and not isinstance(value, dict):
+            raise ConfigError(f"{source}: section {key!r} must be a mapping of keys, found "
+                              f"{type(value).__name__} {shown(value)}")
+        out[key] = value
+    return out
+
+
 def load_preset(name: str) -> dict:
     """The override dict of a shipped preset, or of a YAML file given by path."""
     path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        text = path.read_text()
-    else:
-        res = resources.files("allmlp.presets") / f"{name}.yaml"
-        if not res.is_file():
-            close = difflib.get_close_matches(name, preset_names(), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(preset_names())}"
-            raise ConfigError(f"unknown preset {name!r}{hint}")
-        text = res.read_text()
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"preset {name!r} must be a mapping of sections")
-    return data
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return check_tree(read_yaml(path), str(path))
+    res = resources.files("allmlp.presets") / f"{name}.yaml"
+    if not res.is_file():
+        close = difflib.get_close_matches(name, preset_names(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; available: {', '.join(preset_names())}"
+        raise ConfigError(f"unknown preset {name!r}{hint}")
+    return check_tree(yaml.safe_load(res.read_text()), f"preset {name!r}")
 
 
 def parse_value(text: str) -> Any:
@@ -202,7 +243,7 @@ def _coerce(key: str, value: Any, annotation: Any, default: Any) -> Any:
             return value
     else:
         return value
-    raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"{key}: expected {kind.__name__}, got {shown(value)} ({type(value).__name__})")
 
 
 def _unknown(key: str, valid) -> ConfigError:
@@ -223,10 +264,15 @@ def _canonical(key: str) -> str:
     return key
 
 
+MAX_NESTING = 4  # model.hidden.width is 3 deep; a YAML alias can make a mapping contain itself
+
+
 def _flatten(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
     items = []
     for key, value in tree.items():
         full = f"{prefix}{key}"
+        if full.count(".") >= MAX_NESTING:
+            raise ConfigError(f"{shown(full)}: nested deeper than {MAX_NESTING} levels")
         section = _canonical(full).split(".")[0]
         if isinstance(value, dict) and (not prefix or section == "model") and full not in ("model.args",):
             items.extend(_flatten(value, full + "."))
@@ -241,9 +287,106 @@ def _hidden_keys(key: str) -> str:
     return f"{section}.{rest.replace('.', '_')}" if section == "model" else key
 
 
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda value: value >= low), f"must be >= {low}"
+
+
+def _above(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda value: value > low), f"must be > {low}"
+
+
+def _fraction(include_one: bool = False) -> tuple[Callable[[Any], bool], str]:
+    if include_one:
+        return (lambda value: 0 <= value <= 1), "must be in [0, 1]"
+    return (lambda value: 0 <= value < 1), "must be in [0, 1)"
+
+
+def _one_of(*choices: str, ignore_case: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def test(value: Any) -> bool:
+        return (str(value).lower() if ignore_case else value) in choices
+
+    return test, f"must be one of {', '.join(choices)}"
+
+
+def _betas(value: Any) -> bool:
+    return (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in value))
+
+
+# Fabric's precision and strategy names (lightning.fabric.connector); written out to keep lightning out of config.
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", "64-true", "64",
+              "transformer-engine", "transformer-engine-float16")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true", "dp",
+              "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3")
+
+# key -> (test, what the value must be): values that would crash a run later or silently do nothing.
+VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.batch_size": _at_least(1),
+    "data.eval_batch_size": _at_least(1),
+    "data.crop_padding": _at_least(0),
+    "data.val_size": _at_least(0),
+    "data.context_length": _at_least(0),
+    "data.train_fraction": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),
+    "data.val_fraction": _fraction(),
+    "data.unknown_chars": _one_of("error", "drop"),
+    "data.val_lines": _at_least(0),
+    "data.test_lines": _at_least(0),
+    "data.eval_targets": _at_least(0),
+    "data.type": _one_of("auto", "window", "causal", "centered"),  # "sequence" is read as "window" before this
+    "data.repeats": _at_least(1),
+    "data.max_chars": _at_least(0),
+    "optim.name": _one_of("adamw", "adam", "sgd", "lion", ignore_case=True),  # build_optimizer lowercases it
+    "optim.lr": _above(0),
+    "optim.weight_decay": _at_least(0),
+    "optim.betas": (_betas, "must be two numbers in [0, 1)"),
+    "optim.momentum": _at_least(0),
+    "optim.schedule": _one_of("cosine", "constant", "plateau"),
+    "optim.warmup_steps": _at_least(0),
+    "optim.min_lr_ratio": _fraction(include_one=True),
+    "optim.patience": _at_least(0),
+    "optim.grad_clip": _at_least(0),
+    "optim.label_smoothing": _fraction(),
+    "train.max_steps": _at_least(0),
+    "train.max_epochs": _at_least(0),
+    "train.max_minutes": _at_least(0),
+    "train.accumulate_grad_batches": _at_least(1),
+    "train.seed": ((lambda value: 0 <= value < 2**32), "must be in [0, 2**32)"),  # Fabric replaces others silently
+    "train.accelerator": _one_of("auto", "cpu", "cuda", "gpu", "mps", "tpu"),
+    "train.devices": _at_least(1),
+    "train.strategy": _one_of(*STRATEGIES),
+    "train.num_nodes": _at_least(1),
+    "train.precision": _one_of(*PRECISIONS),
+    "train.log_interval": _at_least(1),
+    "train.eval_interval": _at_least(0),
+    "train.checkpoint_interval": _at_least(0),
+    "train.viz_interval": _at_least(0),
+    "train.threads": _at_least(0),
+}
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value of `cfg` against VALUE_RULES and the rules between keys; errors read `key=value: why`."""
+    for key, (test, requirement) in VALUE_RULES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not test(value):
+            raise ConfigError(f"{key}={shown(value)}: {requirement}")
+    data, train = cfg.data, cfg.train
+    if data.train_fraction + data.val_fraction > 1 + 1e-9:
+        raise ConfigError(f"data.train_fraction={data.train_fraction!r} + data.val_fraction={data.val_fraction!r}: "
+                          "must sum to at most 1")
+    if train.max_steps == 0 and train.max_epochs == 0:
+        raise ConfigError("train.max_steps=0: must be >= 1 when train.max_epochs is 0 (nothing would train)")
+    processes = train.devices * train.num_nodes
+    if data.batch_size % processes:  # split_for_rank would fail at the first step, once per process
+        raise ConfigError(f"data.batch_size={data.batch_size}: must be divisible by train.devices * train.num_nodes "
+                          f"= {processes} (it is the global batch, split evenly over the processes)")
+    return cfg
+
+
 def build_config(preset: str | dict | None = None, overrides: list[str] | dict | None = None) -> Config:
     """Resolve a preset plus overrides into a validated Config; errors name the offending key."""
-    tree = load_preset(preset) if isinstance(preset, str) else dict(preset or {})
+    tree = load_preset(preset) if isinstance(preset, str) else check_tree(preset or {}, "config")
     items = _flatten(tree)
     from_preset = len(items)  # items before this index come from the preset, the rest are overrides
     if isinstance(overrides, dict):
@@ -277,7 +420,8 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
         setattr(target, name, _coerce(key, value, hints[name], getattr(target, name)))
     from .models.highorder.zoo import resolve_name
 
-    preset_model = resolve_name(str((tree.get("model") or {}).get("name", cfg.model.name)))
+    preset_model_names = [value for key, value in items[:from_preset] if _canonical(key) == "model.name"]
+    preset_model = resolve_name(str(preset_model_names[-1] if preset_model_names else cfg.model.name))
     cfg.model.name = resolve_name(cfg.model.name)
     if cfg.model.name != preset_model:  # e.g. `allmlp train fashion_mixer model.name=mlp_classifier`
         from .models import model_kwargs
@@ -291,7 +435,21 @@ def build_config(preset: str | dict | None = None, overrides: list[str] | dict |
     if cfg.data.type == "sequence":  # the language-interpolation seed's name for next-char windows
         cfg.data.type = "window"
     cfg.model.args = validate_model_args(cfg.model.name, model_args)
-    return cfg
+    _prefer_typed_context_length(cfg, {_hidden_keys(_canonical(key)) for key, _ in items[from_preset:]})
+    return validate(cfg)
+
+
+def _prefer_typed_context_length(cfg: Config, typed: set[str]) -> None:
+    # data.context_length and model.context_length are two spellings of one length: the one typed on the command
+    # line wins over the preset's other one (README: names_bengio model.context_length=3 with the preset's
+    # data.context_length=8). Both typed and different stays an error, raised where the task fills the model args.
+    model_length = cfg.model.args.get("context_length")
+    if cfg.data.context_length <= 0 or model_length is None or model_length == cfg.data.context_length:
+        return
+    if "model.context_length" in typed and "data.context_length" not in typed:
+        cfg.data.context_length = model_length
+    elif "data.context_length" in typed and "model.context_length" not in typed:
+        cfg.model.args["context_length"] = cfg.data.context_length
 
 
 def validate_model_args(model_name: str, args: dict) -> dict:
@@ -327,15 +485,17 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a config.yaml written by `save_config` back into a Config."""
+    """Read a config.yaml written by `save_config` back into a Config; every error names the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        tree = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    tree = check_tree(read_yaml(path), str(path))
     preset = tree.pop("preset", "")
-    cfg = build_config(tree)
+    if not isinstance(preset, str):
+        raise ConfigError(f"{path}: preset: expected str, got {shown(preset)} ({type(preset).__name__})")
+    try:
+        cfg = build_config(tree)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     cfg.preset = preset
     return cfg

@@ -8,7 +8,11 @@ Both layouts are converted to our names (`stem.proj`, `blocks.{i}.token_mixing.f
 from __future__ import annotations
 
 import math
+import pickle
 import re
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -93,11 +97,21 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 return from_flax({name: archive[name] for name in archive.files})
-        except (ValueError, OSError) as err:
-            raise PretrainedError(f"{path}: not a readable .npz archive ({err})") from None
+        except ValueError as err:
+            if "allow_pickle" in str(err):  # numpy refused pickled objects (an object array, or a pickle file)
+                raise PretrainedError(f"{path}: holds pickled Python objects, which are never loaded "
+                                      "(they can run code); expected numeric arrays only") from None
+            raise PretrainedError(f"{path}: not a readable .npz archive ({_first_line(err)})") from None
+        except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:  # truncated or bit-flipped zip
+            raise PretrainedError(f"{path}: not a readable .npz archive ({_first_line(err)})") from None
     if suffix in (".pth", ".pt", ".bin"):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing the file
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # weights_only refused a global: a payload, or a non-tensor object
+            raise PretrainedError(f"{path}: holds Python objects other than tensors, which are never loaded "
+                                  "(they can run code); expected a plain state dict") from None
         except Exception as err:  # torch.load raises several kinds on a corrupt or foreign file
             raise PretrainedError(f"{path}: not a readable torch state dict ({err.__class__.__name__})") from None
         for wrapper in ("state_dict", "model", "state_dict_ema"):
@@ -114,8 +128,13 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return from_timm(load_file(str(path)))
         except (SafetensorError, OSError) as err:
-            raise PretrainedError(f"{path}: corrupt safetensors file ({err})") from None
+            raise PretrainedError(f"{path}: corrupt safetensors file ({_first_line(err)})") from None
     raise PretrainedError(f"{path}: unknown weights format {suffix!r}; expected .npz, .pth, .pt, .bin or .safetensors")
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else err.__class__.__name__
 
 
 def _square_grid(num_tokens: int, where: str) -> tuple[int, int]:

@@ -88,12 +88,15 @@ def trial_overrides(space: list[SearchSpace], values: dict, fixed: list[str], ru
 
 def check_space(preset: str, space: list[SearchSpace], fixed: list[str]) -> None:
     """Build the config at the range ends and every choice, so that a wrong key fails before any training."""
-    from .config import build_config
+    from .config import ConfigError, build_config
 
     for s in space:
         for value in (s.choices if s.choices is not None else [s.low, s.high]):
             value = int(value) if s.integer else value
-            build_config(preset, [*fixed, f"{s.key}={value}"])
+            try:
+                build_config(preset, [*fixed, f"{s.key}={value}"])
+            except ConfigError as err:
+                raise ConfigError(f"sweep: {s.key} at {value}: {err}") from None
 
 
 def run_trial(trial, preset: str, space: list[SearchSpace], fixed: list[str], sweep_dir: Path, metric: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -16,17 +17,39 @@ def cache_dir() -> Path:
     return path
 
 
+def temporary_path(target: Path) -> Path:
+    """A new, unique file next to `target`: write it there, then `os.replace` it onto `target`.
+
+    Unique, so that two processes fetching the same file never write into each other's half-written copy.
+    """
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """Write `target` so that it is either complete or absent, even after a crash."""
+    tmp = temporary_path(target)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def download(urls: list[str], target: Path, timeout: float = 30.0) -> Path:
     """Download the first URL that answers into `target` (written to a temporary name, then renamed)."""
     errors = []
-    tmp = target.with_name(target.name + ".part")
-    for url in urls:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                shutil.copyfileobj(response, out)
-            os.replace(tmp, target)
-            return target
-        except OSError as err:
-            errors.append(f"{url}: {err}")
-    tmp.unlink(missing_ok=True)
+    tmp = temporary_path(target)
+    try:
+        for url in urls:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                    shutil.copyfileobj(response, out)
+                os.replace(tmp, target)
+                return target
+            except OSError as err:
+                errors.append(f"{url}: {err}")
+    finally:
+        tmp.unlink(missing_ok=True)
     raise OSError(f"could not download {target.name}: " + "; ".join(errors))

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
+import os
 import pickle
+import shutil
 import tarfile
+import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .cache import cache_dir, download
+from .cache import cache_dir, download, write_atomic
 
 
 class DataError(ValueError):
@@ -86,8 +92,10 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot read ({err})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # zlib.error is no OSError: a flipped bit raises it
+        raise DataError(f"{path}: corrupt or truncated gzip data ({str(err) or err.__class__.__name__})") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -102,11 +110,48 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # exact: np.prod would overflow on a forged header
     if len(raw) != expected:
         raise DataError(f"{path}: truncated or corrupt IDX file ({len(raw)} bytes, expected {expected} "
                         f"for shape {shape})")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _numpy_dtype(*args) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.hasobject:  # an object array would unpickle arbitrary elements: a CIFAR batch holds bytes only
+        raise pickle.UnpicklingError("object arrays are not allowed")
+    return dtype
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    # Python 3 writes bytes as _codecs.encode(str, "latin1") under pickle protocol 2; no other codec is needed.
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"codec {encoding!r} is not allowed")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds only dicts, lists, bytes, str, numbers and numpy arrays: a crafted batch cannot run code."""
+
+    # numpy's own array rebuilders, taken from an array's pickle so that numpy 1 and 2 module names both work.
+    _reconstruct = np.zeros(0).__reduce__()[0]  # ndarray(subtype, shape, dtype) + __setstate__ with the bytes
+    _frombuffer = np.zeros(1, np.uint8).__reduce_ex__(5)[0]  # pickle protocol 5: (buffer, dtype, shape, order)
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _numpy_dtype,
+        ("_codecs", "encode"): _latin1_bytes,
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            qualified = f"{module}.{name}"  # repr: a crafted name may hold newlines
+            raise pickle.UnpicklingError(f"refused to load {qualified!r}")
+        return self.ALLOWED[module, name]
 
 
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -114,15 +159,40 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     raw = _read_bytes(path)
     try:
-        batch = pickle.loads(raw, encoding="bytes")
-        data = np.asarray(batch[b"data"] if b"data" in batch else batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"] if b"labels" in batch else batch["labels"], dtype=np.int64)
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except pickle.UnpicklingError as err:
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({err})") from None
     except Exception as err:  # pickle raises many kinds on corrupt input
         raise DataError(f"{path}: not a CIFAR-10 python batch ({err.__class__.__name__})") from None
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DataError(f"{path}: CIFAR batch has data {data.shape} and {len(labels)} labels, "
-                        f"expected (N, 3072) and N")
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: not a CIFAR-10 python batch (a {type(batch).__name__}, expected a dict)")
+    data, labels = (batch.get(key.encode(), batch.get(key)) for key in ("data", "labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        found = f"{data.dtype} array {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{path}: CIFAR batch 'data' is {found}, expected a uint8 array (N, 3072)")
+    is_sequence = isinstance(labels, list) or isinstance(labels, np.ndarray) and labels.ndim == 1
+    if not is_sequence or len(labels) != len(data):
+        found = f"{len(labels)} labels" if is_sequence else f"'labels' {type(labels).__name__}"
+        raise DataError(f"{path}: CIFAR batch has {len(data)} images but {found}, expected a list of {len(data)} ints")
+    integers = (all(isinstance(v, int) and not isinstance(v, bool) for v in labels) if isinstance(labels, list)
+                else labels.dtype.kind in "iu")
+    if not integers:  # floats would be truncated to a class silently
+        raise DataError(f"{path}: CIFAR batch 'labels' are not all integers")
+    try:
+        labels = np.asarray(labels, dtype=np.int64)
+    except OverflowError:
+        raise DataError(f"{path}: CIFAR batch 'labels' hold an integer beyond int64") from None
+    _check_labels(path, labels, len(CIFAR_CLASSES))
     return data.reshape(-1, 3, 32, 32), labels
+
+
+def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    if labels.ndim != 1:
+        raise DataError(f"{path}: labels have shape {labels.shape}, expected one label per image")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if len(bad):
+        raise DataError(f"{path}: label {int(bad[0])} out of range (the data set has {num_classes} classes, "
+                        f"0..{num_classes - 1})")
 
 
 def _md5(data: bytes) -> str:
@@ -135,7 +205,8 @@ def _verify_idx(path: Path, spec: IdxFile) -> None:
     raw = _read_bytes(path)
     if spec.raw_md5 and _md5(raw) == spec.raw_md5:
         return
-    raise DataError(f"{path}: checksum mismatch (expected md5 {spec.raw_md5 or spec.gz_md5})")
+    raise DataError(f"{path}: checksum mismatch (expected md5 {spec.raw_md5 or spec.gz_md5}); delete it and fetch "
+                    "the data set again")
 
 
 def _find_idx(folder: Path, name: str) -> Path | None:
@@ -168,7 +239,7 @@ def _copy_or_download(spec: ImageDataset, idx: IdxFile, folder: Path) -> Path:
         if source is not None:
             _verify_idx(source, idx)
             target = folder / source.name
-            target.write_bytes(source.read_bytes())
+            write_atomic(target, source.read_bytes())
             return target
     download([url + f"{idx.name}.gz" for url in spec.urls], target)
     return target
@@ -182,9 +253,14 @@ def _fetch_cifar(folder: Path) -> Path:
     if not archive.is_file():
         download(list(DATASETS["cifar10"].urls), archive)
     if _md5(archive.read_bytes()) != CIFAR_TAR_MD5:
-        raise DataError(f"{archive}: checksum mismatch (expected md5 {CIFAR_TAR_MD5})")
-    with tarfile.open(archive) as tar:
-        tar.extractall(folder, filter="data")
+        raise DataError(f"{archive}: checksum mismatch (expected md5 {CIFAR_TAR_MD5}); delete it and fetch again")
+    # Extract next to the cache and rename when complete: a crash mid-way must not leave batches that look whole.
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        if batches.exists():
+            shutil.rmtree(batches)  # an incomplete copy: the complete one returned above
+        os.replace(Path(tmp) / batches.name, batches)
     return batches
 
 
@@ -215,11 +291,24 @@ def load_images(name: str, path: str | Path | None = None) -> dict[str, tuple[to
                 missing = images.name if x_path is None else labels.name
                 raise DataError(f"data file not found: {folder / missing}(.gz)")
             x, y = read_idx(x_path), read_idx(y_path)
+            _check_idx_images(x_path, x, spec)
+            if y.dtype != np.uint8 or y.ndim != 1:
+                raise DataError(f"{y_path}: IDX labels are {y.dtype} {y.shape}, expected uint8 (N,)")
             if len(x) != len(y):
                 raise DataError(f"{x_path}: {len(x)} images but {y_path.name} has {len(y)} labels")
+            _check_labels(y_path, y, len(spec.classes))
             splits[split] = (x.reshape(len(x), *spec.shape), y)
     return {k: (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
             for k, (x, y) in splits.items()}
+
+
+def _check_idx_images(path: Path, images: np.ndarray, spec: ImageDataset) -> None:
+    # Never reshape silently: 14x56 images have the right size for a 28x28 set and would train on garbage.
+    channels, height, width = spec.shape
+    expected = (height, width) if channels == 1 else (channels, height, width)
+    if images.dtype != np.uint8 or images.shape[1:] != expected:
+        raise DataError(f"{path}: IDX images are {images.dtype} {images.shape}, expected uint8 "
+                        f"(N, {', '.join(map(str, expected))}) for {spec.name}")
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .batches import generator_for, split_for_rank
-from .cache import cache_dir, download
+from .cache import cache_dir, download, temporary_path, write_atomic
 
 BOUNDARY = "\n"  # line data sets: the start/end token (makemore's '.') is the newline that separates lines
 LM_KINDS = ("window", "causal", "centered")
@@ -154,14 +154,16 @@ def fetch_corpus(name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target, recorded = folder / f"{name}.txt", folder / f"{name}.txt.sha256"
     if not target.is_file():
-        tmp = folder / f".{name}.txt.part"
-        corpus.build(tmp)
-        actual = sha256_of(tmp)
-        if corpus.sha256 and actual != corpus.sha256:
-            tmp.unlink()
-            raise OSError(f"corpus {name}: checksum mismatch (got {actual}, expected {corpus.sha256})")
-        recorded.write_text(actual + "\n")
-        os.replace(tmp, target)
+        tmp = temporary_path(target)
+        try:
+            corpus.build(tmp)
+            actual = sha256_of(tmp)
+            if corpus.sha256 and actual != corpus.sha256:
+                raise OSError(f"corpus {name}: checksum mismatch (got {actual}, expected {corpus.sha256})")
+            write_atomic(recorded, (actual + "\n").encode())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     expected = recorded.read_text().strip() if recorded.is_file() else corpus.sha256
     if expected and sha256_of(target) != expected:
         raise OSError(f"{target}: checksum mismatch; delete it and fetch corpus {name} again")
@@ -171,6 +173,8 @@ def fetch_corpus(name: str) -> Path:
 def read_text_file(path: str | Path) -> str:
     """The whole file as text; a missing, empty or non-UTF-8 file is a one-line error naming it."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: a text corpus is one UTF-8 file")
     if not path.is_file():
         raise FileNotFoundError(f"text file not found: {path}")
     try:
