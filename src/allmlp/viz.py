@@ -379,6 +379,36 @@ def plot_curves(records: list[dict] | dict[str, list[dict]], path: str | Path, t
     return _save(curves_figure(runs, title, x, step_samples), path)
 
 
+def metric_vs_key_figure(points: list[tuple[str, object, float]], key: str, metric: str):
+    """Each run's final `metric` against its value of config `key` (numbers on a numeric axis, else categories);
+    a line joins the mean per value, so repeats of one setting show their spread."""
+    plt = _pyplot()
+    values = [value for _, value, _ in points]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    categories = list(dict.fromkeys(map(str, values)))
+    xs = [float(v) if numeric else categories.index(str(v)) for v in values]
+    ys = [result for *_, result in points]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100, layout="constrained")
+    ax.scatter(xs, ys, color="C0", zorder=3)
+    means = {x: sum(y for x2, y in zip(xs, ys) if x2 == x) / xs.count(x) for x in sorted(set(xs))}
+    ax.plot(list(means), list(means.values()), color="C0", alpha=0.6)
+    if numeric:
+        if all(float(v).is_integer() for v in values):
+            ax.set_xticks(sorted(set(xs)))
+    else:
+        ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"final {metric}")
+    ax.set_title(f"{metric} against {key} ({len(points)} runs)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_metric_vs_key(points: list[tuple[str, object, float]], key: str, metric: str, path: str | Path) -> Path:
+    """The final metric of several runs against one config key (e.g. accuracy vs model.depth) as a PNG."""
+    return _save(metric_vs_key_figure(points, key, metric), path)
+
+
 # ---- looking inside a model: each returns nothing (empty / None) when the model has no such part ----
 
 def find_patch_stem(model: nn.Module) -> nn.Module | None:
