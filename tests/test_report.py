@@ -178,7 +178,7 @@ def test_curves_against_samples_or_time_from_the_command_line(five_runs, tmp_pat
 
 
 def test_vs_draws_the_final_metric_against_a_config_key(five_runs, tmp_path, capsys, monkeypatch):
-    drawn = []
+    drawn, real_figure = [], viz.metric_vs_key_figure
     monkeypatch.setattr(viz, "metric_vs_key_figure", lambda points, key, metric: drawn.append(
         real_figure(points, key, metric)) or drawn[-1])
     out = tmp_path / "blocks.html"
@@ -194,9 +194,6 @@ def test_vs_draws_the_final_metric_against_a_config_key(five_runs, tmp_path, cap
     assert main(["report", *map(str, five_runs[:2]), "--vs", "model.depth", "--metric", "test/acc",
                  "--out", str(out)]) == 0
     assert drawn[-1].axes[0].collections[0].get_offsets().flatten().tolist() == pytest.approx([1, .60, 2, .67])
-
-
-real_figure = viz.metric_vs_key_figure
 
 
 @pytest.mark.parametrize("words, message", [

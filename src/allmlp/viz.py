@@ -367,7 +367,9 @@ def curves_figure(runs: dict[str, list[dict]], title: str = "training curves", x
     else:
         handles = [Line2D([], [], color=f"C{list(SPLIT_STYLES).index(s)}", linestyle=SPLIT_STYLES[s], label=s)
                    for s in splits]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8, frameon=False)
+    entry_px = 45 + 6 * max(len(h.get_label()) for h in handles)  # line sample + label at 8 pt, generously
+    columns = max(1, min(len(handles), 4, int(fig.get_figwidth() * fig.dpi * 0.95) // entry_px))
+    fig.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     return fig
 
