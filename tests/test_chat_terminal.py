@@ -37,6 +37,14 @@ class Terminal:
         seen, _, self.screen = self.screen.partition(text)
         return seen + text
 
+    def wait_for_output(self, chars: int, timeout: float = 60.0) -> None:
+        """Wait until at least `chars` chars not yet consumed by `expect` are on the screen."""
+        deadline = time.monotonic() + timeout
+        while len(self.screen) < chars:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._read(remaining):
+                raise AssertionError(f"fewer than {chars} chars came; the terminal shows:\n{self.screen[-2000:]}")
+
     def _read(self, timeout: float) -> bool:
         ready, _, _ = select.select([self.fd], [], [], timeout)
         if not ready:
@@ -79,11 +87,10 @@ def chat(tmp_path):
 def test_ctrl_c_stops_a_long_answer_and_a_second_one_at_the_prompt_leaves(chat):
     chat.expect("> ")
     chat.send("hello\n")
-    answer = chat.expect("hello\n")  # the terminal echoes the line; the answer streams after it
-    time.sleep(1.0)  # a million chars take minutes: the answer is still streaming
+    chat.expect("hello\n")  # the terminal echoes the line; the answer streams after it
+    chat.wait_for_output(50)  # a million chars take minutes: the answer is still streaming
     chat.send("\x03")
-    stopped = chat.expect("[stopped]")
-    assert len(stopped) > 20, answer + stopped  # some of the answer came out before Ctrl-C
+    chat.expect("[stopped]")
     chat.expect("> ")
     chat.send("/settings\n")
     settings = chat.expect("> ")
@@ -112,4 +119,16 @@ def test_interactive_errors_keep_the_chat_going(chat):
     chat.send("/help\n")
     assert "/settings" in chat.expect("> ")
     chat.send("/quit\n")
+    assert chat.exit_code() == 0
+
+
+def test_ctrl_c_at_the_prompt_right_after_stopping_an_answer_leaves(chat):
+    chat.expect("> ")
+    chat.send("wor\n")
+    chat.expect("wor\n")
+    chat.wait_for_output(50)
+    chat.send("\x03")
+    chat.expect("[stopped]")
+    chat.expect("> ")
+    chat.send("\x03")
     assert chat.exit_code() == 0

@@ -191,3 +191,13 @@ def test_generate_and_chat_take_a_file_inside_the_run_folder(tmp_path, capsys, m
     monkeypatch.setattr(sys, "stdin", io.StringIO("wo\n"))
     assert main(["chat", str(weights), "--max-new-tokens", "4", "--seed", "0"]) == 0
     assert len(capsys.readouterr().out) == 4 + 1
+
+
+def test_a_tokenizer_from_another_run_is_one_line_error(tmp_path, capsys):
+    run = tiny_run(tmp_path)
+    other = tiny_run(tmp_path / "other", text="a different, longer alphabet\n")
+    (run / "tokenizer.json").write_bytes((other / "tokenizer.json").read_bytes())
+    assert main(["generate", str(run), "--prompt", "a"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (f"allmlp generate: error: {run}: tokenizer.json has 17 chars but "
+                                                   "the model predicts 9; the two files come from different runs\n")

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Iterator
+from typing import Generator, Iterator
 
 import torch
 import torch.nn as nn
@@ -247,6 +247,11 @@ def load_for_sampling(run: str):
     model, cfg, tokenizer = load_run(run)
     if tokenizer is None or not hasattr(model, "context_length"):
         raise ValueError(f"{run} is not a character language model run (no tokenizer.json or context_length)")
+    with torch.no_grad():
+        predicted = next_char_logits(model, tokenizer, [pad_id(tokenizer)]).numel()
+    if predicted != tokenizer.vocab_size:
+        raise ValueError(f"{run}: tokenizer.json has {tokenizer.vocab_size} chars but the model predicts {predicted}; "
+                         "the two files come from different runs")
     return model, cfg, tokenizer
 
 
@@ -373,6 +378,9 @@ def read_chat_line(stdin, stdout, interactive: bool, number: int) -> str | None:
         except EOFError:
             stdout.write("\n")
             return None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"input line {number} is not UTF-8 text (byte 0x{err.object[err.start]:02x}); "
+                             "give the text in UTF-8") from None
         check_prompt_text(line, f"input line {number}")
         return line
     if interactive:
@@ -452,7 +460,7 @@ def chat_main(argv: list[str], stdin=None, stdout=None) -> int:
     return 0
 
 
-def stream_answer(stream: Iterator[str], stdout, interactive: bool) -> bool:
+def stream_answer(stream: Generator[str, None, None], stdout, interactive: bool) -> bool:
     """Write an answer char by char; interactive, Ctrl-C stops it (returns True) and the chat goes on."""
     if not interactive or threading.current_thread() is not threading.main_thread():
         for char in stream:
@@ -465,6 +473,7 @@ def stream_answer(stream: Iterator[str], stdout, interactive: bool) -> bool:
             stdout.write(char)
             stdout.flush()
             if interrupt.stopped:
+                stream.close()  # its `finally` puts the model back in its mode now
                 break
     stdout.write("\n[stopped]\n" if interrupt.stopped else "\n")
     stdout.flush()
