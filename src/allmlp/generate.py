@@ -346,19 +346,31 @@ def chat_command(line: str, settings: dict) -> str | None:
     return f"{name[1:]} = {'off' if parsed is None else parsed}"
 
 
-class StopOnInterrupt:
-    """While active, Ctrl-C sets `stopped` instead of raising, so a streaming answer ends cleanly between chars."""
+class ChatInterrupts:
+    """Ctrl-C in an interactive chat: while a line is read it interrupts the read (KeyboardInterrupt); at any other
+    moment (an answer streaming, a command running) it is only noted, so the answer stops between two chars."""
 
-    def __enter__(self) -> "StopOnInterrupt":
-        self.stopped = False
-        self.previous = signal.signal(signal.SIGINT, self._stop)
+    def __init__(self, active: bool):
+        self.active, self.reading, self.pending = active, False, False
+
+    def __enter__(self) -> "ChatInterrupts":
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._on_interrupt)
         return self
 
-    def _stop(self, signum, frame) -> None:
-        self.stopped = True
-
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self.previous)
+        if self.active:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_interrupt(self, signum, frame) -> None:
+        if self.reading:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def take(self) -> bool:
+        """Whether Ctrl-C was pressed since the last call."""
+        pending, self.pending = self.pending, False
+        return pending
 
 
 def decode_input_line(raw: bytes, number: int) -> str:
@@ -422,59 +434,62 @@ def chat_main(argv: list[str], stdin=None, stdout=None) -> int:
         stdout.write(f"{cfg.model.name} (context {model.context_length} chars). Please enter a prompt; /help for "
                      "commands, /quit or Ctrl-D to leave.\n")
     number, interrupted = 0, False
-    while True:
-        number += 1
-        try:
-            line = read_chat_line(stdin, stdout, interactive, number)
-        except KeyboardInterrupt:
-            if interrupted:
-                stdout.write("\n")
-                break
-            stdout.write("\n(Ctrl-C again, Ctrl-D or /quit to leave)\n")
-            interrupted = True
-            continue
-        except ValueError as err:
-            if not interactive:
-                raise
-            stdout.write(f"error: {err}\n")
-            continue
-        if line is None:
-            break
-        interrupted = False
-        try:
-            if line.startswith("/"):
-                message = chat_command(line, settings)
-                if message is None:
+    main_thread = threading.current_thread() is threading.main_thread()
+    with ChatInterrupts(active=interactive and main_thread) as interrupts:
+        while True:
+            number += 1
+            try:
+                if interrupts.take():  # pressed between two prompts: the same as at the prompt
+                    raise KeyboardInterrupt
+                interrupts.reading = True
+                line = read_chat_line(stdin, stdout, interactive, number)
+                interrupts.reading = False
+            except KeyboardInterrupt:
+                interrupts.reading = False
+                if interrupted:
+                    stdout.write("\n")
                     break
-                if line.split()[0] == "/seed":
-                    generator = seeded_generator(settings["seed"])
-                stdout.write(message + "\n")
+                stdout.write("\n(Ctrl-C again, Ctrl-D or /quit to leave)\n")
+                interrupted = True
                 continue
-            sampling = {k: v for k, v in settings.items() if k != "seed"}
-            stream = stream_text(model, tokenizer, line, unknown=unknown, generator=generator, **sampling)
-            interrupted = stream_answer(stream, stdout, interactive)
-        except ValueError as err:  # e.g. unknown chars: piped, the run stops (exit 2); interactive, say so
-            if not interactive:
-                raise ValueError(f"input line {number}: {err}") from None
-            stdout.write(f"error: {err}\n")
+            except ValueError as err:
+                interrupts.reading = False
+                if not interactive:
+                    raise
+                stdout.write(f"error: {err}\n")
+                continue
+            if line is None:
+                break
+            interrupted = False
+            try:
+                if line.startswith("/"):
+                    message = chat_command(line, settings)
+                    if message is None:
+                        break
+                    if line.split()[0] == "/seed":
+                        generator = seeded_generator(settings["seed"])
+                    stdout.write(message + "\n")
+                    continue
+                sampling = {k: v for k, v in settings.items() if k != "seed"}
+                stream = stream_text(model, tokenizer, line, unknown=unknown, generator=generator, **sampling)
+                interrupted = stream_answer(stream, stdout, interrupts)
+            except ValueError as err:  # e.g. unknown chars: piped, the run stops (exit 2); interactive, say so
+                if not interactive:
+                    raise ValueError(f"input line {number}: {err}") from None
+                stdout.write(f"error: {err}\n")
     return 0
 
 
-def stream_answer(stream: Generator[str, None, None], stdout, interactive: bool) -> bool:
-    """Write an answer char by char; interactive, Ctrl-C stops it (returns True) and the chat goes on."""
-    if not interactive or threading.current_thread() is not threading.main_thread():
-        for char in stream:
-            stdout.write(char)
-            stdout.flush()
-        stdout.write("\n")
-        return False
-    with StopOnInterrupt() as interrupt:
-        for char in stream:
-            stdout.write(char)
-            stdout.flush()
-            if interrupt.stopped:
-                stream.close()  # its `finally` puts the model back in its mode now
-                break
-    stdout.write("\n[stopped]\n" if interrupt.stopped else "\n")
+def stream_answer(stream: Generator[str, None, None], stdout, interrupts: ChatInterrupts) -> bool:
+    """Write an answer char by char until it ends or Ctrl-C is pressed (then returns True; the chat goes on)."""
+    stopped = False
+    for char in stream:
+        stdout.write(char)
+        stdout.flush()
+        if interrupts.take():
+            stream.close()  # its `finally` puts the model back in its mode now
+            stopped = True
+            break
+    stdout.write("\n[stopped]\n" if stopped else "\n")
     stdout.flush()
-    return interrupt.stopped
+    return stopped
