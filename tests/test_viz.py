@@ -177,7 +177,7 @@ def test_curves_against_samples_and_wall_time():
     assert [seconds(s) for s in (0, 10, 15, 20)] == [0.0, 1.0, 2.0, 3.0]  # 10 steps x 10 samples at 100/s, then 50/s
     assert viz.step_to_x(records, "samples", step_samples=10)(20) == 200.0
     fig = viz.curves_figure({"run": records}, x="time", step_samples=10)
-    assert fig.axes[0].get_xlabel() == "wall time (s)"
+    assert fig.axes[0].get_xlabel() == "wall time (s, rebuilt from samples/s)"
     assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[1.0, 3.0], [3.0]]
     runs = five_runs_of_different_lengths()
     fig = viz.curves_figure(runs, x="time", step_samples=dict.fromkeys(runs, 32))
