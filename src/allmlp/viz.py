@@ -289,7 +289,8 @@ def plot_link_functions(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor | 
 
 
 CURVE_METRICS = ("loss", "acc", "bpc")  # what the curves figure plots, when the run logged it
-X_AXES = {"step": "step", "samples": "samples seen", "time": "wall time (s, rebuilt from samples/s)"}  # --x choices and axis labels
+# --x choices and their axis labels
+X_AXES = {"step": "step", "samples": "samples seen", "time": "wall time (s, rebuilt from samples/s)"}
 SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
 
 
