@@ -33,7 +33,14 @@ demo: data
 	$(BIN)/allmlp train shakespeare_mixer train.max_minutes=$(DEMO_MINUTES) --run-dir runs/demo_shakespeare_mixer
 	$(BIN)/allmlp generate runs/demo_shakespeare_mixer --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 0
 
+# The report page's browser check needs Debian's chromium + chromedriver: installed here when missing and root.
 test: setup
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+			(apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1) || \
+			echo "make test: apt-get could not install chromium chromium-driver" >&2; \
+		else echo "make test: no /usr/bin/chromium (as root: apt-get install -y chromium chromium-driver)" >&2; fi; fi
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

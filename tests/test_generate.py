@@ -86,14 +86,27 @@ def test_sampling_rules():
 
 def test_chat_answers_each_piped_line_and_obeys_commands(tmp_path):
     run = tiny_run(tmp_path)
-    stdin = io.StringIO("hello\n/len 7\n/temp 0\n/topk 3\nwor\n/bogus\nhelXo\n/quit\nnever read\n")
+    stdin = io.StringIO("hello\n/len 7\n/temp 0\n/topk 3\nwor\n/settings\n/quit\nnever read\n")
     stdout = io.StringIO()
     assert chat_main([str(run), "--max-new-tokens", "12", "--seed", "0"], stdin=stdin, stdout=stdout) == 0
     lines = stdout.getvalue().split("\n")
     answers = [lines[0], lines[4]]
     assert len(answers[0]) == 12 and len(answers[1]) == 7
-    assert lines[1:4] == ["max_new_tokens = 7", "temperature = 0.0", "top_k = 3"]
-    assert lines[5].startswith("unknown command '/bogus'") and "never saw: 'X'" in lines[6]
+    assert lines[1:4] == ["length = 7", "temperature = 0.0", "top_k = 3"]
+    assert lines[5:10] == ["temperature  0 (greedy)", "top_k        3", "top_p        off",
+                           "length       7 chars per answer", "seed         0"]
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    ("/bogus", "input line 2: unknown command '/bogus'"), ("/temp hot", "input line 2: /temperature needs a number"),
+    ("helXo", "input line 2: characters the model never saw: 'X'")])
+def test_piped_chat_stops_at_the_first_bad_line_with_exit_code_2(tmp_path, capsys, monkeypatch, bad_line, message):
+    run = tiny_run(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"he\n{bad_line}\nwor\n"))
+    assert main(["chat", str(run), "--max-new-tokens", "4", "--seed", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"allmlp chat: error: {message}") and len(captured.err.splitlines()) == 1
+    assert len(captured.out.splitlines()) == 1  # the first line was answered, nothing after the bad one
 
 
 def test_chat_command_reads_piped_stdin_until_eof(tmp_path):
@@ -116,7 +129,76 @@ def test_generate_command_prompts_and_seed_style_arguments(tmp_path, capsys):
     assert main(["generate", str(run), "--prompt", "hi?"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "never saw: '?', 'i'" in captured.err
-    with pytest.warns(UserWarning, match="dropping 2 unknown"):
-        assert main(["generate", str(run), "--prompt", "hi?", "--unknown", "drop", "--max-new-tokens", "3"]) == 0
+    assert main(["generate", str(run), "--prompt", "hi?", "--unknown", "drop", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().err == "allmlp generate: warning: dropping 2 unknown characters: '?', 'i'\n"
     assert main(["generate", str(run), "--reapply", "2"]) == 2
     assert "needs a centered model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("word, message", [
+    ("num_predict=abc", "num_predict=abc: expected a whole number"), ("topk=1.5", "topk=1.5: expected a whole number"),
+    ("temperature=hot", "temperature=hot: expected a number"), ("seed=", "seed=: expected a whole number")])
+def test_generate_names_the_key_and_value_of_a_bad_setting(tmp_path, capsys, word, message):
+    assert main(["generate", str(tiny_run(tmp_path)), word]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"allmlp generate: error: {message}\n"
+
+
+def test_seed_style_prompt_lists_with_or_without_inner_quotes(tmp_path, capsys):
+    run = tiny_run(tmp_path, text="Who are you? hello, world\n")
+    for words in (["prompts=[Who are you?]"], ['prompts=["Who are you?"]'], ["prompts=['Who are you?']"]):
+        assert main(["generate", str(run), *words, "num_predict=3", "temperature=0"]) == 0
+        assert capsys.readouterr().out.startswith("Who are you?"), words
+    for words in (["prompts=[he, wo]"], ["prompts=[he,", "wo]"], ['prompts=["he", "wo"]']):  # [he, wo] unquoted:
+        assert main(["generate", str(run), *words, "num_predict=3", "temperature=0"]) == 0  # two shell words
+        first, second = capsys.readouterr().out.split("\n" + "-" * 40 + "\n")
+        assert first.startswith("he") and second.startswith("wo") and "[" not in first + second, words
+    assert main(["generate", str(run), 'prompts=["hello, world"]', "num_predict=2"]) == 0  # a quoted comma stays
+    assert capsys.readouterr().out.startswith("hello, world")
+
+
+def test_an_empty_prompt_starts_a_fresh_line(tmp_path, capsys):
+    assert main(["generate", str(tiny_run(tmp_path)), "--prompt", "", "--max-new-tokens", "6", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert len(out) == 6 + 1  # six generated chars and the closing newline, no prompt
+
+
+def test_a_prompt_that_is_not_utf8_is_one_clear_line(tmp_path):
+    run = tiny_run(tmp_path)
+    allmlp = str(Path(sys.executable).with_name("allmlp"))
+    result = subprocess.run([allmlp, "generate", str(run), "--prompt", b"he\xffl"], capture_output=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.decode() == ("allmlp generate: error: prompt 1 is not UTF-8 text (byte 0xff at character 3); "
+                                      "give the text in UTF-8\n")
+    chat = [allmlp, "chat", str(run), "--max-new-tokens", "3", "--seed", "0"]
+    result = subprocess.run(chat, input=b"he\nhe\xffl\nwo\n", capture_output=True, timeout=120)
+    first_line_only = subprocess.run(chat, input=b"he\n", capture_output=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == first_line_only.stdout  # nothing after the bad line
+    assert result.stderr.decode() == ("allmlp chat: error: input line 2 is not UTF-8 text (byte 0xff at byte 3); "
+                                      "give the text in UTF-8\n")
+
+
+def test_chat_warnings_are_one_clean_line_each_time(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi?\nhe?\n"))
+    assert main(["chat", str(tiny_run(tmp_path)), "--unknown", "drop", "--max-new-tokens", "3"]) == 0
+    assert capsys.readouterr().err.splitlines() == ["allmlp chat: warning: dropping 2 unknown characters: '?', 'i'",
+                                                    "allmlp chat: warning: dropping 1 unknown characters: '?'"]
+
+
+def test_generate_and_chat_take_a_file_inside_the_run_folder(tmp_path, capsys, monkeypatch):
+    weights = tiny_run(tmp_path) / "model.safetensors"
+    assert main(["generate", str(weights), "--prompt", "he", "--max-new-tokens", "4", "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("he")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("wo\n"))
+    assert main(["chat", str(weights), "--max-new-tokens", "4", "--seed", "0"]) == 0
+    assert len(capsys.readouterr().out) == 4 + 1
+
+
+def test_a_tokenizer_from_another_run_is_one_line_error(tmp_path, capsys):
+    run = tiny_run(tmp_path)
+    other = tiny_run(tmp_path / "other", text="a different, longer alphabet\n")
+    (run / "tokenizer.json").write_bytes((other / "tokenizer.json").read_bytes())
+    assert main(["generate", str(run), "--prompt", "a"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (f"allmlp generate: error: {run}: tokenizer.json has 17 chars but "
+                                                   "the model predicts 9; the two files come from different runs\n")

@@ -142,9 +142,62 @@ def test_curves_one_panel_per_logged_metric(tmp_path):
     records = [{"step": s, "split": "train", "loss": 2 / s} for s in range(1, 6)]
     records += [{"step": 5, "split": "test", "loss": 0.5, "acc": 0.8}]
     assert len(viz.curves_figure({"run": records}).axes) == 2
-    assert png_size(viz.plot_curves(records, tmp_path / "c.png")) == (1040, 400)
+    assert png_size(viz.plot_curves(records, tmp_path / "c.png")) == (1040, 485)  # 4.6 in + 0.25 in per run
     with pytest.raises(ValueError, match="no loss"):
         viz.plot_curves([], tmp_path / "empty.png")
+
+
+def five_runs_of_different_lengths() -> dict[str, list[dict]]:
+    """Metrics records of 5 runs, 321 to 8,718 steps, each ending with one val record (one point per series)."""
+    runs = {}
+    for index, steps in enumerate((321, 900, 2000, 5000, 8718)):
+        records = [{"step": s, "split": "train", "loss": 3 / (1 + s / 100), "samples_per_sec": 1000.0 * (index + 1)}
+                   for s in range(50, steps, 50)] + [{"step": steps, "split": "train", "loss": 0.4,
+                                                       "samples_per_sec": 900.0 * (index + 1)}]
+        runs[f"run{index}"] = records + [{"step": steps, "split": "val", "loss": 0.5, "acc": 0.9 - index / 100}]
+    return runs
+
+
+def test_curve_legend_sits_outside_every_plot_and_single_points_have_markers():
+    fig = viz.curves_figure(five_runs_of_different_lengths())
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert all(not legend.overlaps(ax.get_window_extent()) for ax in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"run{i}" for i in range(5)] + ["train", "val"]
+    accuracy = fig.axes[1]  # only val records hold acc: five series of one point each
+    assert len(accuracy.lines) == 5 and all(len(line.get_xdata()) == 1 for line in accuracy.lines)
+    assert all(line.get_marker() == "o" for line in accuracy.lines)
+
+
+def test_curves_against_samples_and_wall_time():
+    records = [{"step": 10, "split": "train", "loss": 2.0, "samples_per_sec": 100.0},
+               {"step": 20, "split": "train", "loss": 1.5, "samples_per_sec": 50.0},
+               {"step": 20, "split": "val", "loss": 1.7}]
+    seconds = viz.step_to_x(records, "time", step_samples=10)
+    assert [seconds(s) for s in (0, 10, 15, 20)] == [0.0, 1.0, 2.0, 3.0]  # 10 steps x 10 samples at 100/s, then 50/s
+    assert viz.step_to_x(records, "samples", step_samples=10)(20) == 200.0
+    fig = viz.curves_figure({"run": records}, x="time", step_samples=10)
+    assert fig.axes[0].get_xlabel() == "wall time (s, rebuilt from samples/s)"
+    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[1.0, 3.0], [3.0]]
+    runs = five_runs_of_different_lengths()
+    fig = viz.curves_figure(runs, x="time", step_samples=dict.fromkeys(runs, 32))
+    for line in fig.axes[0].lines:
+        assert all(later > earlier for earlier, later in zip(line.get_xdata(), line.get_xdata()[1:]))
+    with pytest.raises(ValueError, match="no train records with samples_per_sec"):
+        viz.step_to_x([{"step": 5, "split": "train", "loss": 1.0}], "time", step_samples=10)
+
+
+def test_crowded_embedding_labels_never_overlap():
+    torch.manual_seed(0)
+    weights = torch.randn(90, 128) * 0.01  # a pile in the centre...
+    weights[:6] += torch.randn(6, 128) * 3  # ...and a few outliers
+    chars = [chr(33 + i) for i in range(90)]
+    fig = viz.char_embedding_figure(weights, chars)
+    fig.canvas.draw()
+    boxes = [text.get_window_extent() for text in fig.axes[0].texts]
+    assert 6 <= len(boxes) < 90 and f"{len(boxes)} of 90 labelled" in fig.axes[0].get_title()
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert {t.get_text() for t in fig.axes[0].texts} >= set(chars[:6])  # the outliers keep their labels
 
 
 def test_figures_for_text_model(tmp_path):

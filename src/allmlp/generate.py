@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import signal
 import sys
-from typing import Iterator
+import threading
+import warnings
+from typing import Generator, Iterator
 
 import torch
 import torch.nn as nn
@@ -130,23 +134,98 @@ KEY_ALIASES = {"topk": "top_k", "top_k": "top_k", "topp": "top_p", "top_p": "top
                "max_new_tokens": "max_new_tokens", "temperature": "temperature", "seed": "seed",
                "prompts": "prompts", "prompt": "prompts",
                "text": "prompts", "data.reapply": "reapply"}  # the seed's gbm and cellular-automaton scripts
+# What each setting's value must be: (type, words for the error message).
+SETTING_TYPES = {"top_k": (int, "a whole number"), "top_p": (float, "a number"),
+                 "max_new_tokens": (int, "a whole number"), "temperature": (float, "a number"),
+                 "seed": (int, "a whole number"), "reapply": (int, "a whole number")}
+
+
+def split_prompt_list(text: str) -> list[str]:
+    """Prompts from a seed-style `[a, b]` / `["Who are you?"]` list (quotes optional), or `[text]` as one prompt."""
+    inner = text.strip()[1:-1]
+    prompts, current, quote = [], "", None
+    for char in inner:
+        if quote:
+            if char == quote:
+                quote = None
+            else:
+                current += char
+        elif char in "\"'" and not current.strip():
+            current, quote = "", char
+        elif char == ",":
+            prompts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if quote:
+        raise ValueError(f"prompts={text}: a quote {quote} is never closed")
+    if current.strip() or prompts:
+        prompts.append(current.strip())
+    return prompts
+
+
+def join_split_lists(items: list[str]) -> list[str]:
+    """Rejoin a `key=[a, b]` list that the shell cut into words (`key=[a,` `b]`) into one item."""
+    joined: list[str] = []
+    for item in items:
+        open_list = joined and joined[-1].partition("=")[2].startswith("[") and not joined[-1].endswith("]")
+        if open_list:
+            joined[-1] += " " + item
+        else:
+            joined.append(item)
+    return joined
+
+
+def setting_value(key: str, name: str, text: str):
+    """The typed value of a `key=text` setting, or a one-line error naming the key and the value."""
+    cast, expected = SETTING_TYPES[name]
+    try:
+        return cast(text)
+    except ValueError:
+        raise ValueError(f"{key}={text}: expected {expected}") from None
 
 
 def apply_key_values(args: argparse.Namespace, items: list[str]) -> None:
     """Fold `key=value` words (seed-style names) into the parsed arguments."""
-    from .config import parse_value
-
-    for item in items:
+    for item in join_split_lists(items):
         key, sep, text = item.partition("=")
         if not sep or key not in KEY_ALIASES:
             raise ValueError(f"unexpected argument {item!r}: use --options or key=value with key one of "
                              f"{', '.join(sorted(KEY_ALIASES))}")
-        value = parse_value(text)
         name = KEY_ALIASES[key]
         if name == "prompts":
-            args.prompt = (args.prompt or []) + [str(p) for p in (value if isinstance(value, list) else [text])]
+            is_list = text.strip().startswith("[") and text.strip().endswith("]")
+            args.prompt = (args.prompt or []) + (split_prompt_list(text) if is_list else [text])
         else:
-            setattr(args, name, value)
+            setattr(args, name, setting_value(key, name, text))
+
+
+def check_prompt_text(prompt: str, source: str) -> None:
+    """A one-line error when `prompt` holds bytes that are not UTF-8 (the shell passes them through as is)."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(prompt[err.start])
+        byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"code point U+{code:04X}"
+        raise ValueError(f"{source} is not UTF-8 text ({byte} at character {err.start + 1}); "
+                         "give the text in UTF-8") from None
+
+
+def one_line_warnings(prog: str):
+    """Decorator: every warning raised inside shows as one `prog: warning: message` line on stderr, each time."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("always", module="allmlp")
+                warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}",
+                                                                       file=sys.stderr, flush=True)
+                return function(*args, **kwargs)
+
+        return run
+
+    return decorate
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,20 +247,28 @@ def load_for_sampling(run: str):
     model, cfg, tokenizer = load_run(run)
     if tokenizer is None or not hasattr(model, "context_length"):
         raise ValueError(f"{run} is not a character language model run (no tokenizer.json or context_length)")
+    with torch.no_grad():
+        predicted = next_char_logits(model, tokenizer, [pad_id(tokenizer)]).numel()
+    if predicted != tokenizer.vocab_size:
+        raise ValueError(f"{run}: tokenizer.json has {tokenizer.vocab_size} chars but the model predicts {predicted}; "
+                         "the two files come from different runs")
     return model, cfg, tokenizer
 
 
+@one_line_warnings("allmlp generate")
 def generate_main(argv: list[str]) -> int:
     """`allmlp generate RUN --prompt ...`: stream generated text to stdout, one block per prompt."""
     parser = argparse.ArgumentParser(prog="allmlp generate", description="Generate text from a trained language "
-                                     "model. Also takes key=value words: topk=2 num_predict=1000 "
-                                     "prompts='[\"Who are you?\"]'.")
+                                     "model (an empty prompt starts a fresh line). Also takes key=value "
+                                     "words: topk=2 num_predict=1000 prompts=[Who are you?, Hello].")
     add_sampling_arguments(parser)
     parser.add_argument("--prompt", action="append", help="text to continue (repeat for several prompts)")
     parser.add_argument("--reapply", type=int, default=0, metavar="N",
                         help="centered models: rewrite the prompt N times with the automaton instead")
     args, extra = parser.parse_known_args(argv)
     apply_key_values(args, extra)
+    for number, prompt in enumerate(args.prompt or [], start=1):
+        check_prompt_text(prompt, f"prompt {number}")
     model, cfg, tokenizer = load_for_sampling(args.run)
     unknown = args.unknown or cfg.data.unknown_chars
     prompts = args.prompt or [""]
@@ -208,80 +295,201 @@ def generate_main(argv: list[str]) -> int:
     return 0
 
 
-CHAT_HELP = """commands:
-  /temp X    sampling temperature (0 = greedy)
-  /topk K    sample among the K likeliest chars (0 = off)
-  /topp P    nucleus sampling mass (0 or 1 = off)
-  /len N     chars generated per answer
-  /help      this text
-  /quit      leave (Ctrl-D too)"""
+# /command: (settings key, type, argument, what it sets); also the order /settings shows them in.
+CHAT_SETTINGS = {"/temperature": ("temperature", float, "X", "sampling temperature (0 = greedy)"),
+                 "/top_k": ("top_k", int, "K", "sample among the K likeliest chars (0 = off)"),
+                 "/top_p": ("top_p", float, "P", "nucleus sampling mass (0 or 1 = off)"),
+                 "/length": ("max_new_tokens", int, "N", "chars generated per answer"),
+                 "/seed": ("seed", int, "N", "restart sampling from this seed")}
+CHAT_SHORT_NAMES = {"/temp": "/temperature", "/topk": "/top_k", "/topp": "/top_p", "/len": "/length"}
+CHAT_HELP = "\n".join(
+    ["commands:"]
+    + [f"  {f'{name} {argument}':<16}{text}" + "".join(
+        f" (or {short})" for short, long in CHAT_SHORT_NAMES.items() if long == name)
+       for name, (_, _, argument, text) in CHAT_SETTINGS.items()]
+    + ["  /settings       show the current settings", "  /help           this text",
+       "  /quit           leave (Ctrl-D too); Ctrl-C stops an answer, Ctrl-C twice at the prompt leaves"])
+
+
+def settings_text(settings: dict) -> str:
+    """The chat settings, one per line, named as the commands that change them."""
+    shown = {"temperature": f"{settings['temperature']:g}" + (" (greedy)" if settings["temperature"] == 0 else ""),
+             "top_k": "off" if settings["top_k"] is None else str(settings["top_k"]),
+             "top_p": "off" if settings["top_p"] is None else f"{settings['top_p']:g}",
+             "length": f"{settings['max_new_tokens']} chars per answer",
+             "seed": "none (fresh randomness)" if settings["seed"] is None else str(settings["seed"])}
+    return "\n".join(f"{name:<12} {value}" for name, value in shown.items())
 
 
 def chat_command(line: str, settings: dict) -> str | None:
-    """Apply a /command to the chat settings; returns a message, or None to quit."""
+    """Apply a /command to the chat settings: a message to show, None to quit; ValueError for a bad command."""
     name, _, value = line.strip().partition(" ")
+    name = CHAT_SHORT_NAMES.get(name, name)
     if name in ("/quit", "/exit", "/q"):
         return None
     if name == "/help":
         return CHAT_HELP
-    keys = {"/temp": ("temperature", float), "/topk": ("top_k", int), "/topp": ("top_p", float),
-            "/len": ("max_new_tokens", int)}
-    if name not in keys:
-        return f"unknown command {name!r}; /help lists them"
-    key, cast = keys[name]
+    if name == "/settings":
+        return settings_text(settings)
+    if name not in CHAT_SETTINGS:
+        raise ValueError(f"unknown command {name!r}; /help lists them")
+    key, cast, _, _ = CHAT_SETTINGS[name]
     try:
-        parsed = cast(value)
+        parsed = cast(value.strip())
     except ValueError:
-        return f"{name} needs a number, got {value!r}"
+        raise ValueError(f"{name} needs {'a whole number' if cast is int else 'a number'}, got {value!r}") from None
     if key in ("top_k", "top_p") and parsed in (0, 1.0 if key == "top_p" else 0):
         parsed = None
-    trial = {**settings, key: parsed}
-    try:
-        check_sampling(trial["max_new_tokens"], trial["temperature"], trial["top_k"], trial["top_p"])
-    except ValueError as err:
-        return str(err)
+    trial = {k: v for k, v in {**settings, key: parsed}.items() if k != "seed"}
+    check_sampling(**trial)
     settings[key] = parsed
-    return f"{key} = {parsed}"
+    return f"{name[1:]} = {'off' if parsed is None else parsed}"
 
 
+class ChatInterrupts:
+    """Ctrl-C in an interactive chat: while a line is read it interrupts the read (KeyboardInterrupt); at any other
+    moment (an answer streaming, a command running) it is only noted, so the answer stops between two chars."""
+
+    def __init__(self, active: bool):
+        self.active, self.reading, self.pending = active, False, False
+
+    def __enter__(self) -> "ChatInterrupts":
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._on_interrupt)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_interrupt(self, signum, frame) -> None:
+        if self.reading:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def take(self) -> bool:
+        """Whether Ctrl-C was pressed since the last call."""
+        pending, self.pending = self.pending, False
+        return pending
+
+
+def decode_input_line(raw: bytes, number: int) -> str:
+    """One line of chat input as text, or a one-line error when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"input line {number} is not UTF-8 text (byte 0x{raw[err.start]:02x} at byte "
+                         f"{err.start + 1}); give the text in UTF-8") from None
+
+
+def read_chat_line(stdin, stdout, interactive: bool, number: int) -> str | None:
+    """The next line the user typed or piped (without its newline), None at end of input."""
+    if interactive and stdin is sys.stdin and stdout is sys.stdout:
+        try:
+            line = input("> ")  # line editing and history when readline is available
+        except EOFError:
+            stdout.write("\n")
+            return None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"input line {number} is not UTF-8 text (byte 0x{err.object[err.start]:02x}); "
+                             "give the text in UTF-8") from None
+        check_prompt_text(line, f"input line {number}")
+        return line
+    if interactive:
+        stdout.write("> ")
+        stdout.flush()
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is not None:
+        raw = buffer.readline()
+        return decode_input_line(raw, number).rstrip("\r\n") if raw else None
+    line = stdin.readline()
+    return line.rstrip("\r\n") if line else None
+
+
+@one_line_warnings("allmlp chat")
 def chat_main(argv: list[str], stdin=None, stdout=None) -> int:
-    """`allmlp chat RUN`: read prompts (interactive or piped), answer each with generated text; /help for commands."""
-    parser = argparse.ArgumentParser(prog="allmlp chat", description="Chat with a trained language model: "
-                                     "each line you enter is continued by the model. " + CHAT_HELP)
+    """`allmlp chat RUN`: read prompts (interactive or piped), answer each with generated text; /help for commands.
+
+    Interactive: Ctrl-C stops an answer, Ctrl-C twice at the prompt, Ctrl-D or /quit leave (exit 0). Piped: the
+    first bad line (unknown command, bad value, unknown chars) is a one-line error with exit code 2.
+    """
+    parser = argparse.ArgumentParser(prog="allmlp chat", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Chat with a trained language model: each line you enter is "
+                                     "continued by the model (an empty line starts a fresh one).\n\n" + CHAT_HELP)
     add_sampling_arguments(parser)
     args = parser.parse_args(argv)
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     model, cfg, tokenizer = load_for_sampling(args.run)
     settings = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
-                "top_p": args.top_p}
-    check_sampling(**settings)
+                "top_p": args.top_p, "seed": args.seed}
+    check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p)
     unknown = args.unknown or cfg.data.unknown_chars
     generator = seeded_generator(args.seed)
     interactive = stdin.isatty()
     if interactive:
-        stdout.write(f"{cfg.model.name} (context {model.context_length} chars). Please enter a prompt; /help for "
-                     "commands, /quit to leave.\n")
-    while True:
-        if interactive:
-            stdout.write("> ")
-            stdout.flush()
-        line = stdin.readline()
-        if not line:
-            break
-        prompt = line.rstrip("\n")
-        if prompt.startswith("/"):
-            message = chat_command(prompt, settings)
-            if message is None:
-                break
-            stdout.write(message + "\n")
-            continue
         try:
-            stream = stream_text(model, tokenizer, prompt, unknown=unknown, generator=generator, **settings)
-            for char in stream:
-                stdout.write(char)
-                stdout.flush()
-        except ValueError as err:  # e.g. unknown chars: say so and keep chatting
-            stdout.write(f"error: {err}")
-        stdout.write("\n")
-        stdout.flush()
+            import readline  # noqa: F401  (gives input() line editing and history)
+        except ImportError:
+            pass
+        stdout.write(f"{cfg.model.name} (context {model.context_length} chars). Please enter a prompt; /help for "
+                     "commands, /quit or Ctrl-D to leave.\n")
+    number, interrupted = 0, False
+    main_thread = threading.current_thread() is threading.main_thread()
+    with ChatInterrupts(active=interactive and main_thread) as interrupts:
+        while True:
+            number += 1
+            try:
+                if interrupts.take():  # pressed between two prompts: the same as at the prompt
+                    raise KeyboardInterrupt
+                interrupts.reading = True
+                line = read_chat_line(stdin, stdout, interactive, number)
+                interrupts.reading = False
+            except KeyboardInterrupt:
+                interrupts.reading = False
+                if interrupted:
+                    stdout.write("\n")
+                    break
+                stdout.write("\n(Ctrl-C again, Ctrl-D or /quit to leave)\n")
+                interrupted = True
+                continue
+            except ValueError as err:
+                interrupts.reading = False
+                if not interactive:
+                    raise
+                stdout.write(f"error: {err}\n")
+                continue
+            if line is None:
+                break
+            interrupted = False
+            try:
+                if line.startswith("/"):
+                    message = chat_command(line, settings)
+                    if message is None:
+                        break
+                    if line.split()[0] == "/seed":
+                        generator = seeded_generator(settings["seed"])
+                    stdout.write(message + "\n")
+                    continue
+                sampling = {k: v for k, v in settings.items() if k != "seed"}
+                stream = stream_text(model, tokenizer, line, unknown=unknown, generator=generator, **sampling)
+                interrupted = stream_answer(stream, stdout, interrupts)
+            except ValueError as err:  # e.g. unknown chars: piped, the run stops (exit 2); interactive, say so
+                if not interactive:
+                    raise ValueError(f"input line {number}: {err}") from None
+                stdout.write(f"error: {err}\n")
     return 0
+
+
+def stream_answer(stream: Generator[str, None, None], stdout, interrupts: ChatInterrupts) -> bool:
+    """Write an answer char by char until it ends or Ctrl-C is pressed (then returns True; the chat goes on)."""
+    stopped = False
+    for char in stream:
+        stdout.write(char)
+        stdout.flush()
+        if interrupts.take():
+            stream.close()  # its `finally` puts the model back in its mode now
+            stopped = True
+            break
+    stdout.write("\n[stopped]\n" if stopped else "\n")
+    stdout.flush()
+    return stopped

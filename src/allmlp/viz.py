@@ -78,22 +78,47 @@ def char_label(char: str) -> str:
     return char
 
 
-def plot_char_embeddings(weights: torch.Tensor, chars, path: str | Path, title: str = "character embeddings") -> Path:
-    """2-D scatter of character embeddings [V, D] labelled with their characters (PCA to 2-D when D > 2)."""
+def char_embedding_figure(weights: torch.Tensor, chars, title: str = "character embeddings", priority=None):
+    """2-D scatter of character embeddings [V, D] (PCA when D > 2); labels never overlap: where points crowd, the
+    chars first in `priority` (e.g. the most frequent; default: the farthest from the centre) keep theirs."""
     points, (x_name, y_name) = _project_2d(weights)
     if len(chars) != len(points):
         raise ValueError(f"plot_char_embeddings: {len(chars)} characters for {len(points)} embedding rows")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 7), dpi=100)
-    ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), s=160, color="tab:blue", alpha=0.25)
-    for (x, y), char in zip(points.tolist(), chars):
-        ax.text(x, y, char_label(char), ha="center", va="center", fontsize=9)
+    xy = points.numpy()
+    ax.scatter(xy[:, 0], xy[:, 1], s=12, color="tab:blue", alpha=0.5)
+    low, high = xy.min(0), xy.max(0)
+    margin = (high - low) * 0.06 + 1e-6
+    ax.set_xlim(low[0] - margin[0], high[0] + margin[0])
+    ax.set_ylim(low[1] - margin[1], high[1] + margin[1])
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name)
-    ax.set_title(f"{title} (PCA of {weights.shape[1]} dims)" if x_name == "PC 1" else title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    labels = [char_label(c) for c in chars]
+    ax.set_title("title placeholder")
+    fig.tight_layout()  # the axes' final place, so each label's extent in pixels is known when choosing which fit
+    if priority is None:
+        priority = (points - points.mean(0)).norm(dim=1).argsort(descending=True).tolist()
+    renderer, placed = fig.canvas.get_renderer(), []
+    for index in priority:
+        text = ax.annotate(labels[index], xy[index], xytext=(2, 2), textcoords="offset points", fontsize=9)
+        box = text.get_window_extent(renderer).expanded(1.1, 1.1)
+        if any(box.overlaps(other) for other in placed):
+            text.remove()
+        else:
+            placed.append(box)
+    what = f"PCA of {weights.shape[1]} dims" if x_name == "PC 1" else ""
+    crowded = f"{len(placed)} of {len(labels)} labelled where they fit" if len(placed) < len(labels) else ""
+    detail = "; ".join(part for part in (what, crowded) if part)
+    ax.set_title(f"{title} ({detail})" if detail else title)
+    return fig
+
+
+def plot_char_embeddings(weights: torch.Tensor, chars, path: str | Path, title: str = "character embeddings",
+                         priority=None) -> Path:
+    """Character embeddings [V, D] as a labelled 2-D scatter PNG (see `char_embedding_figure`)."""
+    return _save(char_embedding_figure(weights, chars, title, priority), path)
 
 
 def _grid_shape(count: int, max_cols: int = 8) -> tuple[int, int]:
@@ -264,40 +289,127 @@ def plot_link_functions(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor | 
 
 
 CURVE_METRICS = ("loss", "acc", "bpc")  # what the curves figure plots, when the run logged it
+# --x choices and their axis labels
+X_AXES = {"step": "step", "samples": "samples seen", "time": "wall time (s, rebuilt from samples/s)"}
+SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
 
 
-def curves_figure(runs: dict[str, list[dict]], title: str = "training curves"):
-    """Loss (and accuracy / bits per char when logged) against step for one or more runs' metrics records."""
+def samples_per_step(cfg, model: nn.Module | None = None) -> int:
+    """Samples one optimizer step consumes, in the engine's samples/s unit (a causal LM counts predicted chars)."""
+    per_row = int(model.context_length) if getattr(model, "lm_kind", None) == "causal" else 1
+    return cfg.data.batch_size * max(1, cfg.train.accumulate_grad_batches) * per_row
+
+
+def step_to_x(records: list[dict], x: str = "step", step_samples: int = 0):
+    """A function mapping a logged step to the chosen x axis: the step, samples seen, or seconds of wall time.
+
+    Wall time is rebuilt from the train records' samples_per_sec (metrics.jsonl logs no clock): each logging window
+    lasted (steps in it x samples per step) / samples_per_sec seconds, evaluations included.
+    """
+    import numpy as np
+
+    if x == "step":
+        return lambda step: float(step)
+    if x not in X_AXES:
+        raise ValueError(f"--x {x}: expected one of {', '.join(X_AXES)}")
+    if step_samples <= 0:
+        raise ValueError(f"--x {x} needs the samples per step (data.batch_size) of the run")
+    if x == "samples":
+        return lambda step: float(step) * step_samples
+    steps, seconds = [0.0], [0.0]
+    for record in sorted((r for r in records if r.get("split") == "train"), key=lambda r: r["step"]):
+        rate = record.get("samples_per_sec")
+        if not rate or record["step"] <= steps[-1]:
+            continue
+        seconds.append(seconds[-1] + (record["step"] - steps[-1]) * step_samples / rate)
+        steps.append(float(record["step"]))
+    if len(steps) == 1:
+        raise ValueError("--x time: metrics.jsonl has no train records with samples_per_sec to rebuild the clock from")
+    return lambda step: float(np.interp(step, steps, seconds))
+
+
+def curves_figure(runs: dict[str, list[dict]], title: str = "training curves", x: str = "step",
+                  step_samples: int | dict[str, int] = 0):
+    """Loss (and accuracy / bits per char when logged) of one or more runs against step, samples seen or wall time.
+
+    The legend sits under the panels (colour: run, line style: split, when several runs); a series of fewer than
+    30 points marks each one, so a single logged value is still seen.
+    """
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
     present = [m for m in CURVE_METRICS if any(m in r for records in runs.values() for r in records)]
     if not present:
         raise ValueError("no loss, acc or bpc records to plot (is metrics.jsonl empty?)")
-    fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 4), dpi=100, squeeze=False)
-    styles = {"train": "-", "val": "--", "test": ":"}
+    per_run = step_samples if isinstance(step_samples, dict) else dict.fromkeys(runs, step_samples)
+    to_x = {name: step_to_x(records, x, per_run.get(name, 0)) for name, records in runs.items()}
+    fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 4.6 + 0.25 * len(runs)), dpi=100,
+                             squeeze=False, layout="constrained")
+    splits_seen: set[str] = set()
     for ax, metric in zip(axes[0], present):
         for run_index, (name, records) in enumerate(runs.items()):
-            color = f"C{run_index}"
-            for split, style in styles.items():
-                points = [(r["step"], r[metric]) for r in records if r.get("split") == split and metric in r]
-                if points:
-                    steps, values = zip(*points)
-                    label = split if len(runs) == 1 else f"{name} {split}"
-                    ax.plot(steps, values, style, color=color if len(runs) > 1 else f"C{list(styles).index(split)}",
-                            marker="o" if len(points) < 30 and split != "train" else None, markersize=3, label=label)
-        ax.set_xlabel("step")
+            for split, style in SPLIT_STYLES.items():
+                points = [(to_x[name](r["step"]), r[metric]) for r in records
+                          if r.get("split") == split and metric in r]
+                if not points:
+                    continue
+                splits_seen.add(split)
+                xs, values = zip(*points)
+                color = f"C{run_index}" if len(runs) > 1 else f"C{list(SPLIT_STYLES).index(split)}"
+                ax.plot(xs, values, style, color=color, marker="o" if len(points) < 30 else None, markersize=3)
+        ax.set_xlabel(X_AXES[x])
         ax.set_ylabel(metric)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    splits = [s for s in SPLIT_STYLES if s in splits_seen]
+    if len(runs) > 1:
+        handles = [Line2D([], [], color=f"C{i}", label=name) for i, name in enumerate(runs)]
+        handles += [Line2D([], [], color="black", linestyle=SPLIT_STYLES[s], label=s) for s in splits]
+    else:
+        handles = [Line2D([], [], color=f"C{list(SPLIT_STYLES).index(s)}", linestyle=SPLIT_STYLES[s], label=s)
+                   for s in splits]
+    entry_px = 45 + 6 * max(len(h.get_label()) for h in handles)  # line sample + label at 8 pt, generously
+    columns = max(1, min(len(handles), 4, int(fig.get_figwidth() * fig.dpi * 0.95) // entry_px))
+    fig.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return fig
 
 
-def plot_curves(records: list[dict] | dict[str, list[dict]], path: str | Path, title: str = "training curves") -> Path:
+def plot_curves(records: list[dict] | dict[str, list[dict]], path: str | Path, title: str = "training curves",
+                x: str = "step", step_samples: int | dict[str, int] = 0) -> Path:
     """Loss / accuracy curves (train and val/test) from metrics.jsonl records; a dict of runs overlays them."""
     runs = records if isinstance(records, dict) else {"run": records}
-    return _save(curves_figure(runs, title), path)
+    return _save(curves_figure(runs, title, x, step_samples), path)
+
+
+def metric_vs_key_figure(points: list[tuple[str, object, float]], key: str, metric: str):
+    """Each run's final `metric` against its value of config `key` (numbers on a numeric axis, else categories);
+    a line joins the mean per value, so repeats of one setting show their spread."""
+    plt = _pyplot()
+    values = [value for _, value, _ in points]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    categories = list(dict.fromkeys(map(str, values)))
+    xs = [float(v) if numeric else categories.index(str(v)) for v in values]
+    ys = [result for *_, result in points]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100, layout="constrained")
+    ax.scatter(xs, ys, color="C0", zorder=3)
+    means = {x: sum(y for x2, y in zip(xs, ys) if x2 == x) / xs.count(x) for x in sorted(set(xs))}
+    ax.plot(list(means), list(means.values()), color="C0", alpha=0.6)
+    if numeric:
+        if all(float(v).is_integer() for v in values):
+            ax.set_xticks(sorted(set(xs)))
+    else:
+        ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"final {metric}")
+    ax.set_title(f"{metric} against {key} ({len(points)} runs)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_metric_vs_key(points: list[tuple[str, object, float]], key: str, metric: str, path: str | Path) -> Path:
+    """The final metric of several runs against one config key (e.g. accuracy vs model.depth) as a PNG."""
+    return _save(metric_vs_key_figure(points, key, metric), path)
 
 
 # ---- looking inside a model: each returns nothing (empty / None) when the model has no such part ----
@@ -469,8 +581,8 @@ def figures_for_model(model: nn.Module, out_dir: Path, tokenizer=None, link_laye
 
 
 def figures_for_run(run_dir: str | Path, out_dir: str | Path | None = None, confusion: bool = True,
-                    log=print) -> dict[str, Path]:
-    """All figures of a run folder from its checkpoint and metrics.jsonl: curves, weights, confusion matrix."""
+                    log=print, x: str = "step") -> dict[str, Path]:
+    """All figures of a run folder from its checkpoint and metrics.jsonl: curves (against `x`), weights, confusion."""
     from .checkpoint import load_run, read_metrics
     from .models import model_info
 
@@ -480,7 +592,8 @@ def figures_for_run(run_dir: str | Path, out_dir: str | Path | None = None, conf
     figures: dict[str, Path] = {}
     records = read_metrics(run_dir)
     if any("loss" in r for r in records):
-        figures["curves"] = plot_curves(records, out_dir / "curves.png", title=f"{cfg.model.name}: training curves")
+        figures["curves"] = plot_curves(records, out_dir / "curves.png", title=f"{cfg.model.name}: training curves",
+                                        x=x, step_samples=samples_per_step(cfg, model))
     figures.update(figures_for_model(model, out_dir, tokenizer))
     if confusion and model_info(cfg.model.name)["task"] == "image":
         from .tasks.classification import evaluate_run
@@ -504,8 +617,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", help="folder for the PNGs (default: the run folder)")
     parser.add_argument("--no-confusion", action="store_true",
                         help="skip the confusion matrix (it evaluates the model on the test images)")
+    parser.add_argument("--x", choices=list(X_AXES), default="step",
+                        help="curves against step, samples seen, or wall time (default: step)")
     args = parser.parse_args(argv)
-    figures = figures_for_run(args.run, args.out, confusion=not args.no_confusion)
+    figures = figures_for_run(args.run, args.out, confusion=not args.no_confusion, x=args.x)
     for name, path in figures.items():
         print(f"{name:<20} {path}")
     return 0
