@@ -200,5 +200,5 @@ def test_a_tokenizer_from_another_run_is_one_line_error(tmp_path, capsys):
     (run / "tokenizer.json").write_bytes((other / "tokenizer.json").read_bytes())
     assert main(["generate", str(run), "--prompt", "a"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == (f"allmlp generate: error: {run}: tokenizer.json has 17 chars but "
-                                                   "the model predicts 9; the two files come from different runs\n")
+    assert captured.out == "" and captured.err == (f"allmlp generate: error: {run / 'tokenizer.json'}: 17 characters, "
+                                                   "but the model's vocabulary has 9; the tokenizer is not this run's\n")
