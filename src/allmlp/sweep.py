@@ -105,8 +105,7 @@ def run_trial(trial, preset: str, space: list[SearchSpace], fixed: list[str], sw
 
     from .checkpoint import read_metrics
     from .config import build_config
-    from .engine import fit, make_fabric
-    from .tasks import build_experiment
+    from .engine import run
 
     run_dir = sweep_dir / f"trial_{trial.number}"
     values = {s.key: s.suggest(trial) for s in space}
@@ -121,11 +120,9 @@ def run_trial(trial, preset: str, space: list[SearchSpace], fixed: list[str], sw
             if trial.should_prune():
                 raise optuna.TrialPruned(f"{metric} {records[-1][name]:.4f} at step {step}")
 
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    exp.hooks.append(pruning_hook)
-    result = fit(fabric, exp, cfg, run_dir)
+    result = run(cfg, run_dir, reuse=True, prepare=lambda exp, path, fabric: exp.hooks.append(pruning_hook))
+    if result["interrupted"]:  # Ctrl-C saved the trial's checkpoint; the sweep stops with it
+        raise KeyboardInterrupt
     if metric not in result:
         raise ValueError(f"sweep: metric {metric!r} not among the run's results ({', '.join(result)})")
     trial.set_user_attr("run_dir", str(run_dir))
