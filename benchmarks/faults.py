@@ -1,13 +1,14 @@
 """Kill fuzz: training killed (SIGKILL) or interrupted (SIGINT) at random instants resumes bitwise equal.
 
-    python benchmarks/faults.py [--kills 200] [--seed 0] [--smoke]
+    python benchmarks/faults.py [--kills 200] [--per-chain 25] [--seed 0] [--smoke]
 
 For each model family a reference training runs uninterrupted; then chains of fresh processes train the same
 config into one run folder, each killed at a random instant and the next one resuming (`--resume`) where the
 last checkpoint left off (`train.checkpoint_interval=1`, dropout on), until a last process runs to the end. A
 chain is bitwise equal when its final weights equal the reference's byte for byte; every kill of an equal chain
 counts as an exact resume. Single-process families fork from this process (no import cost per kill); the DDP
-family (2 processes) starts real `allmlp train` processes. Writes benchmarks/results/faults.json.
+family (2 processes) starts real `allmlp train` processes. Then the hostile-input tests run and are counted.
+Writes benchmarks/results/faults.json: {"kills", "bitwise_equal", "hostile_inputs", "tracebacks", "payloads_run"}.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -161,18 +163,27 @@ def wait_for_progress(child: Child, state: Path) -> None:
         time.sleep(0.005)
 
 
+def reference_run(workdir: Path, family: str, data: dict[str, Path], steps: int, fork: bool,
+                  extra: list[str] = ()) -> Path:
+    """The uninterrupted training that every chain of `family` must reproduce; returns its run folder."""
+    reference = workdir / f"{family}_reference"
+    log = workdir / f"{family}_reference.log"
+    code = Child(train_argv(family, data, reference, steps, False, extra), log, fork).wait(900)
+    if code != 0:
+        raise RuntimeError(f"reference run of {family} failed ({code}); see {log}")
+    return reference
+
+
 def kill_chain(workdir: Path, family: str, data: dict[str, Path], steps: int, signals: list[int],
-               rng: random.Random, fork: bool, max_delay: float, extra: list[str] = ()) -> dict:
+               rng: random.Random, fork: bool, max_delay: float, extra: list[str] = (),
+               reference: Path | None = None) -> dict:
     """Train `family` for `steps` through one kill by each of `signals` (in that order) at random instants, each
-    followed by a resume, then to the end.
+    followed by a resume, then to the end; compare with `reference` (an uninterrupted run, made when None).
 
     Returns {"kills": how many processes were stopped by a signal, "steps_seen": step of each kill's checkpoint,
     "equal": final weights bitwise equal to an uninterrupted run's, "codes": exit codes}.
     """
-    reference = workdir / f"{family}_reference"
-    code = Child(train_argv(family, data, reference, steps, False, extra), workdir / "reference.log", fork).wait(600)
-    if code != 0:
-        raise RuntimeError(f"reference run of {family} failed ({code}); see {workdir / 'reference.log'}")
+    reference = reference or reference_run(workdir, family, data, steps, fork, extra)
     run_dir = workdir / f"{family}_chain"
     log = workdir / f"{family}_chain.log"
     done, stopped, codes, steps_seen = False, 0, [], []
@@ -203,6 +214,32 @@ def kill_chain(workdir: Path, family: str, data: dict[str, Path], steps: int, si
             "equal": same_weights(weights_of(reference), weights_of(run_dir))}
 
 
+def machine() -> dict:
+    """CPU model, cores and torch version of this machine."""
+    import platform
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__}
+
+
+def hostile_input_counts() -> dict:
+    """Run the hostile-input tests (every case asserts exit code 2, one line, no traceback, no payload run)."""
+    root = Path(__file__).parents[1]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_hostile_inputs.py", "tests/test_faults.py", "-k", "hostile or payload"],
+                          cwd=root, capture_output=True, text=True)
+    counts = {word: 0 for word in ("passed", "failed", "error")}
+    for number, word in re.findall(r"(\d+) (passed|failed|error)", done.stdout):
+        counts[word] = int(number)
+    clean = counts["failed"] == 0 and counts["error"] == 0
+    return {"hostile_inputs": counts["passed"] + counts["failed"], "hostile_inputs_failed": counts["failed"],
+            "tracebacks": 0 if clean else None, "payloads_run": 0 if clean else None}
+
+
 def main() -> None:
     """Run the fuzz over the families and write the results JSON."""
     import tempfile
@@ -223,6 +260,8 @@ def main() -> None:
     import allmlp.viz  # noqa: F401  (imported once here, so that forked children start training at once)
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                            capture_output=True, text=True).stdout.strip()
     rng = random.Random(args.seed)
     plans = [(family, True, []) for family in FAMILIES]
     if not args.no_ddp:
@@ -234,18 +273,23 @@ def main() -> None:
         data = write_tiny_data(Path(tmp))
         for family, fork, extra in plans:
             name = family + ("_ddp" if extra else "")
+            steps = 120 if fork else 60
+            (Path(tmp) / name).mkdir()
+            reference = reference_run(Path(tmp) / name, family, data, steps, fork, extra)
             for chain in range(chains_each):
                 workdir = Path(tmp) / f"{name}_{chain}"
                 workdir.mkdir()
                 signals = [rng.choice([signal.SIGKILL, signal.SIGINT]) for _ in range(args.per_chain)]
-                result = kill_chain(workdir, family, data, steps=120 if fork else 60, signals=signals, rng=rng,
-                                    fork=fork, max_delay=0.5 if fork else 3.0, extra=extra)
+                result = kill_chain(workdir, family, data, steps=steps, signals=signals, rng=rng, fork=fork,
+                                    max_delay=0.5 if fork else 3.0, extra=extra, reference=reference)
                 kills += result["kills"]
                 equal_kills += result["kills"] if result["equal"] else 0
                 rows.append({"family": name, "chain": chain, **result})
                 print(f"{name} chain {chain}: {result['kills']} kills, bitwise equal: {result['equal']}", flush=True)
-    out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "kills": kills, "bitwise_equal": equal_kills,
-           "chains": rows, "seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__}
+    hostile = {} if args.smoke else hostile_input_counts()
+    out = {"command": " ".join(["python", *sys.argv]), "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC",
+           time.gmtime()), "machine": machine(), "kills": kills, "bitwise_equal": equal_kills,
+           **hostile, "chains": rows, "seconds": round(time.perf_counter() - started, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(f"{equal_kills}/{kills} kills resumed bitwise equal; wrote {args.out}")
