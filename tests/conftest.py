@@ -39,30 +39,38 @@ def separable_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images.clip(0, 255).astype(np.uint8), labels.astype(np.uint8)
 
 
-@pytest.fixture
-def tiny_fashion(tmp_path) -> Path:
-    """A folder with Fashion-MNIST-named IDX files holding a small learnable 4-class task."""
-    folder = tmp_path / "fashion"
-    folder.mkdir()
-    for split, n, seed in (("train", 512, 0), ("t10k", 256, 1)):
+def write_tiny_fashion(folder: Path, train: int = 512, test: int = 256) -> Path:
+    """Fashion-MNIST-named IDX files in `folder` holding a small learnable 4-class task."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", train, 0), ("t10k", test, 1)):
         images, labels = separable_images(n, seed)
         write_idx(folder / f"{split}-images-idx3-ubyte", images)
         write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
     return folder
 
 
-@pytest.fixture
-def tiny_cifar(tmp_path) -> Path:
-    """A folder of CIFAR-10 python-pickle batches (data_batch_1..5, test_batch) with 40 / 40 random images."""
+def write_tiny_cifar(folder: Path, per_train_batch: int = 8, test: int = 40) -> Path:
+    """CIFAR-10 python-pickle batches (data_batch_1..5, test_batch) of random images in `folder`."""
     import pickle
 
-    folder = tmp_path / "cifar"
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = rng.integers(0, 10, 8 if name.startswith("data") else 40)
+        labels = rng.integers(0, 10, per_train_batch if name.startswith("data") else test)
         data = rng.integers(0, 256, (len(labels), 3 * 32 * 32)).astype(np.uint8)
         batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
                  b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}
         (folder / name).write_bytes(pickle.dumps(batch))
     return folder
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path) -> Path:
+    """A folder with Fashion-MNIST-named IDX files holding a small learnable 4-class task."""
+    return write_tiny_fashion(tmp_path / "fashion")
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path) -> Path:
+    """A folder of CIFAR-10 python-pickle batches (data_batch_1..5, test_batch) with 40 / 40 random images."""
+    return write_tiny_cifar(tmp_path / "cifar")

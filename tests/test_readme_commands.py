@@ -66,26 +66,11 @@ def _preset_kind(name: str) -> str:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     """A folder with tiny data of every kind a preset reads, and a text file named as the README's examples."""
-    import pickle
-
-    import numpy as np
-
-    from conftest import separable_images, write_idx
+    from conftest import write_tiny_cifar, write_tiny_fashion
 
     root = tmp_path_factory.mktemp("readme")
-    fashion = root / "tiny_fashion"
-    fashion.mkdir()
-    for split, n, seed in (("train", 256, 0), ("t10k", 64, 1)):
-        images, labels = separable_images(n, seed)
-        write_idx(fashion / f"{split}-images-idx3-ubyte", images)
-        write_idx(fashion / f"{split}-labels-idx1-ubyte", labels)
-    cifar = root / "tiny_cifar"
-    cifar.mkdir()
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = rng.integers(0, 10, 16)
-        batch = {b"labels": labels.tolist(), b"data": rng.integers(0, 256, (16, 3072)).astype(np.uint8)}
-        (cifar / name).write_bytes(pickle.dumps(batch))
+    write_tiny_fashion(root / "tiny_fashion", train=256, test=64)
+    write_tiny_cifar(root / "tiny_cifar", per_train_batch=16, test=16)
     names = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
     (root / "tiny_names.txt").write_text("\n".join(names * 20) + "\n")
     play = "ROMEO: To be, or not to be, that is the question.\nJULIET: What light through yonder window breaks?\n"
