@@ -245,3 +245,27 @@ def test_data_repeats_multiplies_the_steps_of_an_epoch(tmp_path):
     assert thrice.train_batches.steps_per_epoch == 3 * once.train_batches.steps_per_epoch
     cfg = build_config("book_highorder", [*words, "data.repeats=3"])
     assert total_steps(cfg.train, thrice.train_batches.steps_per_epoch) == 2 * 270
+
+
+def test_generate_on_a_trained_centered_run_grows_the_prompt_and_shows_every_pass(tmp_path, capsys):
+    from allmlp.cli import main
+    from allmlp.generate import AUTOMATON_GROW, DEFAULT_REAPPLY
+
+    corpus = tmp_path / "book.txt"
+    corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 40)
+    run = tmp_path / "centered"
+    assert main(["train", "book_centered", "data.name=text", f"data.path={corpus}", "data.max_chars=0",
+                 "net.features=4", "net.hidden.width=16", "max_epochs=0", "train.max_steps=30", "batch_size=64",
+                 "train.progress=false", "train.eval_interval=0", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(run), "--prompt", "the dog", "--seed", "0"]) == 0  # no --reapply: the default
+    captured = capsys.readouterr()
+    prompt_line, final = captured.out.splitlines()
+    assert prompt_line == " " * (DEFAULT_REAPPLY * AUTOMATON_GROW) + "the dog"  # echoed, in its final columns
+    assert len(final) == len("the dog") + 2 * DEFAULT_REAPPLY * AUTOMATON_GROW
+    assert "automaton passes" in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert main(["generate", str(run), "--prompt", "the dog", "--reapply", "3", "--show-steps"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [row.split(" | ")[0].strip() for row in rows] == ["0", "1", "2", "3"]
+    assert rows[0].endswith("the dog") and rows[0].index("the dog") == rows[0].index("|") + 2 + 3 * AUTOMATON_GROW
+    assert [len(row) for row in rows] == [len(rows[0]) + step * AUTOMATON_GROW for step in range(4)]
