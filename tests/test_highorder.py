@@ -269,3 +269,10 @@ def test_generate_on_a_trained_centered_run_grows_the_prompt_and_shows_every_pas
     assert [row.split(" | ")[0].strip() for row in rows] == ["0", "1", "2", "3"]
     assert rows[0].endswith("the dog") and rows[0].index("the dog") == rows[0].index("|") + 2 + 3 * AUTOMATON_GROW
     assert [len(row) for row in rows] == [len(rows[0]) + step * AUTOMATON_GROW for step in range(4)]
+
+
+def test_layer_norm_before_a_piecewise_layer_starts_inside_its_range():
+    torch.manual_seed(0)
+    model = create_model("ho_small", vocab_size=30, hidden_width=256)
+    hidden = model.hidden[0](model.input_layer(model.scalars(torch.randint(0, 30, (512, 16)))))  # (512, 256)
+    assert (hidden.abs() <= 1).float().mean() > 0.99  # gain 1 left ~32% outside [-1, 1]

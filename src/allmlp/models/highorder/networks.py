@@ -74,7 +74,7 @@ class HighOrderInputMLP(HighOrderLM):
         super().__init__(vocab_size, context_length)
         self.input_layer = PiecewisePolynomial(context_length, hidden_width, n=n, layer_type=layer_type,
                                                segments=input_segments or vocab_size, initialization=initialization)
-        layers: list[nn.Module] = [make_norm(normalization, hidden_width)]
+        layers: list[nn.Module] = [make_norm(normalization, hidden_width, layer_gain=1.0)]  # feeds nn.Linear
         for _ in range(hidden_layers):
             layers += [nn.Linear(hidden_width, hidden_width), nn.ReLU()]
         self.hidden = nn.Sequential(*layers)
