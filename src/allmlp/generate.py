@@ -192,7 +192,8 @@ def run_automaton(model: nn.Module, tokenizer, prompts: list[str], args: argpars
         seed = None if args.seed is None else args.seed + number
         rows = [(0, prompt), *enumerate(reapply_passes(model, tokenizer, prompt, times, args.top_k or 1, seed,
                                                        AUTOMATON_GROW), 1)]  # (pass, text), the prompt first
-        for step, text in rows if args.show_steps else dict.fromkeys([rows[0], rows[-1]]):
+        shown = rows if args.show_steps or times == 0 else [rows[0], rows[-1]]  # the prompt, then the last pass
+        for step, text in shown:
             indent = " " * ((times - step) * AUTOMATON_GROW)  # pass k has (times - k) * grow fewer chars each side
             print(f"{step:>3} | {indent}{text}" if args.show_steps else indent + text)
     return 0
