@@ -1,4 +1,5 @@
-"""High-order (piecewise polynomial) networks: memorisation of one book, layer speed, Shakespeare val loss.
+"""High-order (piecewise polynomial) networks: memorisation of one book, layer speed, Shakespeare val loss, the
+seed-004 lines.
 
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/highorder.py [--memorise-minutes 2.5]
 
@@ -10,6 +11,9 @@
 (c) val loss on the Shakespeare split through benchmarks/shakespeare.py's own procedure (same data, evaluation and
     clock), next to the causal Mixer: at that benchmark's budget, reusing its causal Mixer result, when
     results/shakespeare.json exists; else both trained here for 2.5 minutes (keeps this script near 12 minutes).
+(d) every seed-004 training line, typed with the seed's words (allmlp/models/highorder/seed_lines.py): loss on
+    its first batch, val loss after --seconds of training (default 60), ln V and the unigram entropy beside them;
+    just this table: --skip memorise speed shakespeare (the other entries of --out are kept as they were).
 Writes benchmarks/results/highorder.json.
 """
 
@@ -129,13 +133,50 @@ def shakespeare(minutes: float, setups: dict) -> dict:
     return {"budget_seconds": minutes * 60, "models": models}
 
 
+def seed_lines(seconds: float, threads: int) -> dict:
+    """Every seed-004 training line, typed with the seed's words: loss on its first batch, val loss after
+    `seconds` of training, against ln V (uniform guessing) and the unigram entropy of the training text."""
+    import math
+    import subprocess
+    from collections import Counter
+
+    from allmlp.models.highorder.seed_lines import SEED_LINES
+
+    clock = [f"train.max_minutes={seconds / 60}", "train.max_epochs=0", "train.max_steps=100000000",
+             "train.progress=false", "train.checkpoint_interval=0", "train.eval_interval=0", f"train.threads={threads}"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
+    out = {"seconds_each": seconds, "threads": threads or torch.get_num_threads(), "commit": commit.strip(),
+           "lines": {}}
+    for line in SEED_LINES:
+        cfg = build_config(line.preset, [*line.words.split(), *clock])
+        fabric = make_fabric(cfg.train)
+        fabric.seed_everything(cfg.train.seed, verbose=False)
+        exp = build_experiment(cfg)
+        with torch.no_grad():
+            first_loss = float(exp.loss_fn(exp.model, exp.train_batches.batch(0))[0])
+        counts = torch.bincount(exp.train_batches.tokens).double()
+        unigram = float(-(counts[counts > 0] / counts.sum() * (counts[counts > 0] / counts.sum()).log()).sum())
+        result = fit(fabric, exp, cfg, Path("runs/bench") / f"seed_{line.name}")
+        row = {"command": f"allmlp train {line.preset} {line.words}", "params": count_parameters(exp.model),
+               "ln_vocab": round(math.log(exp.tokenizer.vocab_size), 4), "unigram_entropy": round(unigram, 4),
+               "first_step_loss": round(first_loss, 4), "val_loss": round(result["val/loss"], 4),
+               "below_unigram": result["val/loss"] < unigram, "steps": result["step"],
+               "train_seconds": round(result["train_seconds"], 1), "seed_figure": line.seed_figure}
+        out["lines"][line.name] = row
+        print(json.dumps({line.name: row}), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--memorise-minutes", type=float, default=2.5, help="training time per memorisation run")
     parser.add_argument("--shakespeare-minutes", type=float, default=0,
                         help="budget of (c) (default: results/shakespeare.json's, else 2.5 for both models)")
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions per layer measurement")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["memorise", "speed", "shakespeare"])
+    parser.add_argument("--seconds", type=float, default=60, help="training time per seed-004 line")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for the seed lines (0: default)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["memorise", "speed", "shakespeare", "seed_lines"],
+                        help="parts to leave out; their entries in --out are kept as they were")
     parser.add_argument("--out", default=str(RESULTS / "highorder.json"))
     args = parser.parse_args()
     out_path = Path(args.out)
@@ -149,9 +190,9 @@ def main() -> None:
         out["layer_time_ratio_compiled"] = hidden["layer_time_ratio_compiled"]
         print(json.dumps(out["layer_speed"], indent=1), flush=True)
     if "memorise" not in args.skip:
-        setups = {"large_single_layer": ["net=large_single_layer", "optimizer.lr=3e-3"],
+        setups = {"large_single_layer": ["net=large_single_layer", "optimizer.lr=3e-3", "batch_size=1000"],
                   "no_hidden_layer": ["net=large_single_layer", "net.hidden.layers=0", "net.layer_type=discontinuous",
-                                      "optimizer.lr=1e-2"]}
+                                      "optimizer.lr=1e-2", "batch_size=1000"]}
         out["memorisation"] = {"book": "first 120,000 chars of the shakespeare corpus (90% train)",
                                "minutes_each": args.memorise_minutes, "runs": {}}
         for name, overrides in setups.items():
@@ -168,6 +209,8 @@ def main() -> None:
               ["data.context_length=16", "data.batch_size=512", "optim.name=adam", "optim.lr=3e-3", "optim.weight_decay=0", "train.compile=true"])
         out["shakespeare"] = shakespeare(minutes, {"ho_large_single_layer": ho})
         print(json.dumps(out["shakespeare"], indent=1), flush=True)
+    if "seed_lines" not in args.skip:
+        out["seed_lines"] = seed_lines(args.seconds, args.threads)
     out["device"] = f"cpu ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads"
     out["note"] = NOTE
     out["seconds"] = round(time.perf_counter() - started, 1)

@@ -12,6 +12,7 @@ from allmlp.data.text import CharTokenizer
 from allmlp.models import count_parameters, create_model, list_models
 from allmlp.models.highorder.layers import (MaxAbsNorm, PiecewisePolynomial, PiecewisePolynomialConv1d, Polynomial,
                                             chebyshev_lobatto_nodes)
+from allmlp.models.highorder.seed_lines import SEED_LINES
 from allmlp.models.highorder.zoo import SEED_NAMES
 
 
@@ -107,6 +108,20 @@ def test_linear_initialization_is_a_straight_line_and_link_functions_match_forwa
     inputs = torch.stack([x, torch.zeros_like(x)], 1)  # input 1 at 0 contributes 0 on a line through 0
     assert torch.allclose(layer(inputs), y[:, 0].T, atol=1e-5)
     assert layer.segment_edges.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_layer_output_stays_within_its_values_on_the_range_for_normalised_and_wild_inputs(n):
+    torch.manual_seed(n)
+    layer = PiecewisePolynomial(64, 8, n=n, segments=2).double()
+    _, links = layer.link_functions(points=4001)  # (out, in, P): every link over [-1, 1]
+    bound = links.abs().amax(-1).sum(-1)  # (out,): no output can exceed the sum of its links' maxima
+    layer_normed = torch.nn.LayerNorm(64).double()(torch.randn(512, 64, dtype=torch.float64) * 5)
+    assert layer_normed.abs().max() > 2  # the default norm does leave the range [-1, 1]
+    for x in (layer_normed, torch.randn(512, 64, dtype=torch.float64) * 1e3):
+        assert (layer(x).abs() <= bound * 1.001).all()
+    edge = torch.full((1, 64), 1.0, dtype=torch.float64)
+    assert torch.allclose(layer(edge + 0.3), layer(edge - 0.3))  # mirrored at the end of the range
 
 
 def test_conv_layer_shapes_and_maxabs_norm():
@@ -207,35 +222,10 @@ def test_automaton_reapply_keeps_length_and_learns_a_rule():
         reapply(window_model, tokenizer, "abc", 1)
 
 
-SEED_COMMANDS = [  # every training command of seed 004, after `allmlp train book_highorder`
-    "data.type=sequence net=large_single_layer net.hidden.width=200 max_epochs=100 optimizer.lr=1e-3 batch_size=1000 "
-    "net.layer_type=discontinuous net.n=1 net.segments=150 net.hidden.layers=3",
-    "data.type=sequence net=large_single_layer net.hidden.width=200 max_epochs=100 optimizer.lr=1e-4 batch_size=1000",
-    "data.type=sequence net=large_double_layer max_epochs=100 net.hidden.width=250 optimizer.lr=1e-5",
-    "data.type=sequence net=large_single_layer net.hidden.width=250 max_epochs=100 net.n=3 optimizer.lr=1e-4",
-    "data.type=sequence net=small net.hidden.width=250 max_epochs=100 net.n=3 net.hidden.layers=3 optimizer.lr=1e-5",
-    "data.type=sequence net=small net.hidden.width=250 max_epochs=100 net.n=4 net.hidden.layers=3 optimizer.lr=1e-5",
-    "data.type=sequence net=large_single_layer net.hidden.width=200 max_epochs=100 optimizer.lr=1e-4 batch_size=1000 "
-    "net.n=5",
-    "data.type=sequence net=large_standard net.hidden.width=1000 max_epochs=100 optimizer.lr=1e-4",
-    "data.type=sequence net=large_single_layer net.hidden.layers=0 max_epochs=100 optimizer.lr=1e-4 batch_size=1000 "
-    "net.layer_type=discontinuous",
-    "data.type=sequence net=transformer max_epochs=100 optimizer.lr=1e-3 batch_size=512 net.layer_type=continuous "
-    "data.repeats=5 net.n=2 data.max_features=10 optimizer.patience=20 initialize.type=linear",
-    "data.type=sequence net=transformer max_epochs=100 optimizer.lr=1e-4 batch_size=16 net.layer_type=continuous "
-    "data.repeats=1 net.n=3 data.max_features=20 optimizer.patience=20 initialize.type=linear "
-    "accumulate_grad_batches=16 net.segments=2 net.model_type=high_order_input_transformer optimizer=lion",
-    "data.type=sequence net=conv max_epochs=100 optimizer.lr=1e-4 batch_size=1000 data.add_channel_dimension=true",
-    "data.type=sequence net=mamba optimizer.lr=1e-4 data.max_features=16 batch_size=1024",
-    "data.type=sequence net=tail_focus max_epochs=100 optimizer.lr=1e-3 batch_size=8000 "
-    "data.add_channel_dimension=true",
-]
-
-
-@pytest.mark.parametrize("words", SEED_COMMANDS, ids=range(len(SEED_COMMANDS)))
-def test_every_seed_training_command_builds_a_config_and_model(words):
-    cfg = build_config("book_highorder", words.split())
-    assert cfg.model.name.startswith("ho_") and cfg.data.type == "window"
+@pytest.mark.parametrize("line", SEED_LINES, ids=[line.name for line in SEED_LINES])
+def test_every_seed_training_command_builds_a_config_and_model(line):
+    cfg = build_config(line.preset, line.words.split())
+    assert cfg.model.name.startswith("ho_") and cfg.data.type in ("window", "centered")
     with torch.device("meta"):  # the full-size model, without allocating it
         create_model(cfg.model.name, **{"vocab_size": 84, "context_length": cfg.data.context_length,
                                         **cfg.model.args})
@@ -255,3 +245,34 @@ def test_data_repeats_multiplies_the_steps_of_an_epoch(tmp_path):
     assert thrice.train_batches.steps_per_epoch == 3 * once.train_batches.steps_per_epoch
     cfg = build_config("book_highorder", [*words, "data.repeats=3"])
     assert total_steps(cfg.train, thrice.train_batches.steps_per_epoch) == 2 * 270
+
+
+def test_generate_on_a_trained_centered_run_grows_the_prompt_and_shows_every_pass(tmp_path, capsys):
+    from allmlp.cli import main
+    from allmlp.generate import AUTOMATON_GROW, DEFAULT_REAPPLY
+
+    corpus = tmp_path / "book.txt"
+    corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 40)
+    run = tmp_path / "centered"
+    assert main(["train", "book_centered", "data.name=text", f"data.path={corpus}", "data.max_chars=0",
+                 "net.features=4", "net.hidden.width=16", "max_epochs=0", "train.max_steps=30", "batch_size=64",
+                 "train.progress=false", "train.eval_interval=0", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(run), "--prompt", "the dog", "--seed", "0"]) == 0  # no --reapply: the default
+    captured = capsys.readouterr()
+    prompt_line, final = captured.out.splitlines()
+    assert prompt_line == " " * (DEFAULT_REAPPLY * AUTOMATON_GROW) + "the dog"  # echoed, in its final columns
+    assert len(final) == len("the dog") + 2 * DEFAULT_REAPPLY * AUTOMATON_GROW
+    assert "automaton passes" in captured.err and len(captured.err.strip().splitlines()) == 1
+    assert main(["generate", str(run), "--prompt", "the dog", "--reapply", "3", "--show-steps"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [row.split(" | ")[0].strip() for row in rows] == ["0", "1", "2", "3"]
+    assert rows[0].endswith("the dog") and rows[0].index("the dog") == rows[0].index("|") + 2 + 3 * AUTOMATON_GROW
+    assert [len(row) for row in rows] == [len(rows[0]) + step * AUTOMATON_GROW for step in range(4)]
+
+
+def test_layer_norm_before_a_piecewise_layer_starts_inside_its_range():
+    torch.manual_seed(0)
+    model = create_model("ho_small", vocab_size=30, hidden_width=256)
+    hidden = model.hidden[0](model.input_layer(model.scalars(torch.randint(0, 30, (512, 16)))))  # (512, 256)
+    assert (hidden.abs() <= 1).float().mean() > 0.99  # gain 1 left ~32% outside [-1, 1]

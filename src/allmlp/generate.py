@@ -250,6 +250,34 @@ def load_for_sampling(run: str):
     return model, cfg, tokenizer  # load_run checked the tokenizer against the model's vocabulary
 
 
+# A centered model guesses a char from both sides, so it has no "next" char to stream: it continues a prompt the
+# seed's way, rewriting the whole text DEFAULT_REAPPLY times (the seed's data.reapply) while it grows at both ends.
+DEFAULT_REAPPLY = 10
+AUTOMATON_GROW = 2
+
+
+def run_automaton(model: nn.Module, tokenizer, prompts: list[str], args: argparse.Namespace) -> int:
+    """`generate` for a centered model: each prompt, then its final pass (every pass with --show-steps), aligned
+    so that the prompt's chars stay in their columns."""
+    from .automaton import reapply_passes
+
+    times = DEFAULT_REAPPLY if args.reapply is None else args.reapply
+    if args.reapply is None:
+        print(f"centered model: {times} automaton passes over the prompt, growing {AUTOMATON_GROW} chars at each "
+              "end per pass (--reapply N, --show-steps)", file=sys.stderr)
+    for number, prompt in enumerate(prompts):
+        if number:
+            print("-" * 40)
+        seed = None if args.seed is None else args.seed + number
+        rows = [(0, prompt), *enumerate(reapply_passes(model, tokenizer, prompt, times, args.top_k or 1, seed,
+                                                       AUTOMATON_GROW), 1)]  # (pass, text), the prompt first
+        shown = rows if args.show_steps or times == 0 else [rows[0], rows[-1]]  # the prompt, then the last pass
+        for step, text in shown:
+            indent = " " * ((times - step) * AUTOMATON_GROW)  # pass k has (times - k) * grow fewer chars each side
+            print(f"{step:>3} | {indent}{text}" if args.show_steps else indent + text)
+    return 0
+
+
 @one_line_warnings("allmlp generate")
 def generate_main(argv: list[str]) -> int:
     """`allmlp generate RUN --prompt ...`: stream generated text to stdout, one block per prompt."""
@@ -258,8 +286,10 @@ def generate_main(argv: list[str]) -> int:
                                      "words: topk=2 num_predict=1000 prompts=[Who are you?, Hello].")
     add_sampling_arguments(parser)
     parser.add_argument("--prompt", action="append", help="text to continue (repeat for several prompts)")
-    parser.add_argument("--reapply", type=int, default=0, metavar="N",
-                        help="centered models: rewrite the prompt N times with the automaton instead")
+    parser.add_argument("--reapply", type=int, default=None, metavar="N",
+                        help=f"centered models: passes of the automaton over the prompt, which grows by "
+                             f"{AUTOMATON_GROW} chars at each end per pass (default {DEFAULT_REAPPLY})")
+    parser.add_argument("--show-steps", action="store_true", help="centered models: print the text after every pass")
     args, extra = parser.parse_known_args(argv)
     apply_key_values(args, extra)
     for number, prompt in enumerate(args.prompt or [], start=1):
@@ -267,14 +297,11 @@ def generate_main(argv: list[str]) -> int:
     model, cfg, tokenizer = load_for_sampling(args.run)
     unknown = args.unknown or cfg.data.unknown_chars
     prompts = args.prompt or [""]
-    if args.reapply:
-        if getattr(model, "lm_kind", None) != "centered":
-            raise ValueError(f"--reapply needs a centered model; {args.run} holds a {model.lm_kind} model")
-        from .automaton import reapply
-
-        for prompt in prompts:
-            print(reapply(model, tokenizer, prompt, args.reapply))
-        return 0
+    if getattr(model, "lm_kind", None) == "centered":
+        return run_automaton(model, tokenizer, prompts, args)
+    for flag, given in (("--reapply", args.reapply is not None), ("--show-steps", args.show_steps)):
+        if given:
+            raise ValueError(f"{flag} needs a centered model; {args.run} holds a {model.lm_kind} model")
     for prompt in prompts if unknown == "error" else []:  # every prompt is checked before any text is written
         tokenizer.encode(prompt)
     for number, prompt in enumerate(prompts):

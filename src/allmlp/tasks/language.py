@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn as nn
@@ -65,7 +66,8 @@ def stream_loss(model: nn.Module, batches: TextBatches, max_targets: int = 0, ba
 
 def loss_metrics(split: str, nats: float) -> dict:
     """Loss in nats, bits per char and perplexity under `split/`."""
-    return {f"{split}/loss": nats, f"{split}/bpc": nats / math.log(2), f"{split}/ppl": math.exp(min(nats, 50.0))}
+    perplexity = math.exp(nats) if nats < math.log(sys.float_info.max) else math.inf  # overflow is inf, not a cap
+    return {f"{split}/loss": nats, f"{split}/bpc": nats / math.log(2), f"{split}/ppl": perplexity}
 
 
 def build(cfg: Config, model: nn.Module | None = None) -> Experiment:

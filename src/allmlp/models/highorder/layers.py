@@ -4,6 +4,8 @@ A link over `input_range` has `segments` equal segments; on each the polynomial 
 `n` Chebyshev-Lobatto nodes (n=1: constant, n=2: linear, n=3: quadratic, ...), whose values are the weights.
 Continuous layers share the end node of neighbouring segments ((n-1)*segments+1 weights per link); discontinuous
 ones do not (n*segments). Each input lies in one segment, so only that segment's n weights per link take part.
+Inputs outside `input_range` are mirrored back into it (never extrapolated), so a link is bounded by its values
+on the range whatever normalisation feeds it.
 
 Two equivalent forward passes (no Python loop over segments in either):
 - sparse: an `embedding_bag` over the active weight rows only, weighted by the Lagrange basis values;
@@ -53,6 +55,16 @@ def lagrange_basis(xi: torch.Tensor, nodes: list[float]) -> torch.Tensor:
                 value = factor if value is None else value * factor
         columns.append(value * scale)
     return torch.stack(columns, dim=-1)
+
+
+def mirror_into_range(u: torch.Tensor) -> torch.Tensor:
+    """Fold u into [0, 1] by mirror reflection at 0 and 1 (a triangle wave of period 2; slope +-1 everywhere).
+
+    A polynomial of degree n-1 grows like |xi|^(n-1) outside its segment: a LayerNorm output of 2 (common) lies
+    at local coordinate 3 of the end segment of a 2-segment link, where the quartic (n=5) basis is ~270x its
+    in-range size; that started seed-004's n=5 line at 590 nats. Reflecting keeps every link within its values
+    on the range, for any input (what the seed's `periodicity: 2.0` did)."""
+    return 1 - (torch.remainder(u, 2) - 1).abs()
 
 
 def check_layer_type(layer_type: str, n: int) -> bool:
@@ -122,9 +134,10 @@ class PiecewisePolynomial(nn.Module):
                 self.weight.copy_(slope * positions)
 
     def locate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Active segment of each input and its local coordinate in [-1, 1] (extrapolated outside the range)."""
+        """Active segment of each input and its local coordinate in [-1, 1]; inputs outside the range are
+        mirrored back into it first (see `mirror_into_range`)."""
         low, high = self.input_range
-        t = (x - low) * (self.segments / (high - low))
+        t = mirror_into_range((x - low) / (high - low)) * self.segments
         segment = t.detach().floor().clamp(0, self.segments - 1)
         xi = 2 * (t - segment) - 1
         return segment.long(), xi
@@ -226,10 +239,16 @@ class MaxAbsNorm(nn.Module):
 NORMALIZATIONS = ("layer", "maxabs", "none")
 
 
-def make_norm(normalization: str, width: int) -> nn.Module:
-    """layer (LayerNorm), maxabs (MaxAbsNorm, no parameters) or none."""
+def make_norm(normalization: str, width: int, layer_gain: float = 1 / 3) -> nn.Module:
+    """layer (LayerNorm with its gain starting at `layer_gain`), maxabs (MaxAbsNorm, no parameters) or none.
+
+    The default gain 1/3 starts a LayerNorm's outputs at standard deviation 1/3, so 99.7% of them lie inside a
+    piecewise layer's [-1, 1] (the rest are mirrored back); the gain learns to widen them. With gain 1 a third
+    of them lay outside, and seed-004's n=4 line reached val 4.45 after 91 steps against 4.09 with 1/3."""
     if normalization == "layer":
-        return nn.LayerNorm(width)
+        norm = nn.LayerNorm(width)
+        nn.init.constant_(norm.weight, layer_gain)
+        return norm
     if normalization == "maxabs":
         return MaxAbsNorm()
     if normalization == "none":

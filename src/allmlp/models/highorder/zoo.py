@@ -106,7 +106,7 @@ def ho_high_order_input_transformer(vocab_size: int = 65, context_length: int = 
 @register_model("ho_mamba", task="text")
 def ho_mamba(vocab_size: int = 65, context_length: int = 16, n: int = 2, layer_type: str = "continuous",
              hidden_width: int = 64, hidden_layers: int = 2, initialization: str = "kaiming",
-             input_segments: int = 0) -> HighOrderMamba:
-    """Piecewise character embedding, then a Mamba state-space stack (mambapy)."""
+             input_segments: int = 0, d_state: int = 4) -> HighOrderMamba:
+    """Piecewise character embedding, then a Mamba state-space stack (mambapy, parallel scan, d_state 4)."""
     return HighOrderMamba(vocab_size, context_length, n, layer_type, hidden_width, hidden_layers, initialization,
-                          input_segments)
+                          input_segments, d_state)
