@@ -6,11 +6,13 @@
     net trained on the first 120 KB of the Shakespeare corpus (the book_highorder preset) for a fixed time;
     next-char accuracy on the training text and val loss.
 (b) forward+backward time of a piecewise layer (its automatic pass and the sparse pass) relative to nn.Linear of
-    the same shape and to the dense expansion (nn.Linear with n*segments times the inputs), eager and compiled.
+    the same shape and to the dense expansion (nn.Linear with n*segments times the inputs), eager and compiled;
+    the bound (n x segments Linear layers) is checked against the faster of the eager and compiled Linear.
 (c) val loss on the Shakespeare split through benchmarks/shakespeare.py's own procedure (same data, evaluation and
     clock), next to the causal Mixer: at that benchmark's budget, reusing its causal Mixer result, when
-    results/shakespeare.json exists; else both trained here for 2.5 minutes (keeps this script near 12 minutes).
-Writes benchmarks/results/highorder.json.
+    results/shakespeare.json exists; else both trained here for 2.5 minutes (keeps this script near 12 minutes);
+    and the Kneser-Ney count models of orders 3 and 5 on the same chars.
+Writes benchmarks/results/highorder.json whole (sections left out with --skip are absent); --smoke: seconds.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, write_results
 
 from allmlp.config import build_config
 from allmlp.engine import fit, make_fabric
@@ -34,8 +36,8 @@ from allmlp.tasks import build_experiment
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-NOTE = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one "
-        "process, back to back")
+PROTOCOL = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one "
+            "process, back to back")
 
 
 @torch.no_grad()
@@ -53,10 +55,10 @@ def next_char_accuracy(model: nn.Module, tokens: torch.Tensor, context: int, bat
 def memorise(name: str, overrides: list[str], minutes: float, run_dir: Path) -> dict:
     """Train a book_highorder setup for `minutes` (cosine schedule); accuracy on the training text, val loss, steps,
     epochs."""
-    cfg = build_config("book_highorder", [*overrides, f"train.max_minutes={minutes}", "train.max_epochs=0",
+    cfg = build_config("book_highorder", [f"train.max_minutes={minutes}", "train.max_epochs=0",
                                           "train.max_steps=100000000", "train.progress=false",
                                           "train.checkpoint_interval=0", "train.compile=true",
-                                          "train.eval_interval=250", "optim.schedule=cosine"])
+                                          "train.eval_interval=250", "optim.schedule=cosine", *overrides])
     # cosine over the clock: the preset's reduce-on-plateau watches val loss, which rises while a net memorises,
     # so it cuts the lr to nothing within minutes and freezes the run
     fabric = make_fabric(cfg.train)
@@ -84,8 +86,10 @@ def fwd_bwd_seconds(fn, x: torch.Tensor, reps: int) -> float:
     return statistics.median(times)
 
 
-def layer_speed(in_features: int, out_features: int, n: int, segments: int, batch: int, reps: int) -> dict:
-    """Times of the piecewise layer (auto and sparse passes), nn.Linear and the dense expansion, eager and compiled."""
+def layer_speed(in_features: int, out_features: int, n: int, segments: int, batch: int, reps: int,
+                modes: tuple[str, ...] = ("eager", "compiled")) -> dict:
+    """Times of the piecewise layer (auto and sparse passes), nn.Linear and the dense expansion, eager and compiled;
+    the bound n x segments is checked against the fastest Linear of the modes measured."""
     torch.manual_seed(0)
     auto = PiecewisePolynomial(in_features, out_features, n=n, segments=segments)
     sparse = PiecewisePolynomial(in_features, out_features, n=n, segments=segments, impl="sparse")
@@ -95,7 +99,7 @@ def layer_speed(in_features: int, out_features: int, n: int, segments: int, batc
     wide = torch.randn(batch, in_features * auto.weights_per_link).requires_grad_()
     out = {"shape": {"in": in_features, "out": out_features, "n": n, "segments": segments, "batch": batch,
                      "weights_per_link": auto.weights_per_link, "auto_pass": "sparse" if auto.sparse else "dense"}}
-    for mode in ("eager", "compiled"):
+    for mode in modes:
         wrap = torch.compile if mode == "compiled" else (lambda m: m)
         t = {"piecewise": fwd_bwd_seconds(wrap(auto), x, reps), "piecewise_sparse": fwd_bwd_seconds(wrap(sparse), x, reps),
              "linear": fwd_bwd_seconds(wrap(linear), x, reps), "dense_expansion": fwd_bwd_seconds(wrap(expansion), wide, reps)}
@@ -104,17 +108,23 @@ def layer_speed(in_features: int, out_features: int, n: int, segments: int, batc
         out[f"sparse_time_ratio_{mode}"] = round(t["piecewise_sparse"] / t["linear"], 2)
         out[f"dense_expansion_ratio_{mode}"] = round(t["dense_expansion"] / t["linear"], 2)
         out[f"piecewise_vs_dense_expansion_{mode}"] = round(t["piecewise"] / t["dense_expansion"], 2)
+    fastest = {k: min(out[f"seconds_{mode}"][k] for mode in modes) for k in ("piecewise", "linear")}
+    out["fastest_linear"] = min(modes, key=lambda mode: out[f"seconds_{mode}"]["linear"])
+    out["layer_time_ratio_vs_fastest_linear"] = round(fastest["piecewise"] / fastest["linear"], 2)
+    out["bound_n_times_segments"] = n * segments
+    out["bound"] = "met" if out["layer_time_ratio_vs_fastest_linear"] <= n * segments else "missed"
     return out
 
 
-def shakespeare(minutes: float, setups: dict) -> dict:
-    """Train high-order nets through benchmarks/shakespeare.py's own procedure; the causal Mixer from its results."""
+def shakespeare(minutes: float, setups: dict, runs: Path, extra: list[str]) -> dict:
+    """Train high-order nets through benchmarks/shakespeare.py's own procedure; the causal Mixer from its results;
+    the Kneser-Ney models of orders 3 and 5 on the same chars."""
     spec = importlib.util.spec_from_file_location("bench_shakespeare", HERE / "shakespeare.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     previous = RESULTS / "shakespeare.json"
     models = {}
-    if previous.is_file():
+    if previous.is_file() and not extra:
         saved = json.loads(previous.read_text())
         if "causal_mixer" in saved.get("models", {}) and abs(saved["budget_seconds"] - minutes * 60) < 1:
             models["causal_mixer"] = {**saved["models"]["causal_mixer"], "source": str(previous)}
@@ -124,8 +134,11 @@ def shakespeare(minutes: float, setups: dict) -> dict:
         if setup is not None:
             bench.SETUPS[name] = setup
         print(f"== shakespeare {name}: {minutes:g} min", flush=True)
-        models[name] = bench.train_one(name, minutes, Path("runs/bench") / f"shakespeare_{name}", [])
+        models[name] = bench.train_one(name, minutes, runs / f"shakespeare_{name}", extra)
         models[name].pop("curve", None)
+    for order in (3, 5):
+        models[f"ngram{order}"] = bench.fit_count_model(order, runs / f"shakespeare_ngram{order}", extra)
+        models[f"ngram{order}"].pop("curve", None)
     return {"budget_seconds": minutes * 60, "models": models}
 
 
@@ -136,17 +149,26 @@ def main() -> None:
                         help="budget of (c) (default: results/shakespeare.json's, else 2.5 for both models)")
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions per layer measurement")
     parser.add_argument("--skip", nargs="*", default=[], choices=["memorise", "speed", "shakespeare"])
-    parser.add_argument("--out", default=str(RESULTS / "highorder.json"))
+    add_common_arguments(parser, "highorder")
     args = parser.parse_args()
-    out_path = Path(args.out)
-    out = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    out_path, runs = output_path(args, "highorder"), runs_folder(args, "highorder")
+    # --smoke: tiny text, no torch.compile (its first compile alone takes ~15 s), a few steps
+    smoke_data = ["data.name=text", f"data.path={smoke_text(smoke_folder('highorder'))}"] if args.smoke else []
+    smoke_train = ["train.compile=false", "train.max_steps=3", "data.eval_batch_size=256"] if args.smoke else []
+    if args.smoke:
+        args.memorise_minutes = args.shakespeare_minutes = 0.02
+    out = {}
     started = time.perf_counter()
     if "speed" not in args.skip:
-        out["layer_speed"] = [layer_speed(200, 200, 2, 2, 1000, args.reps),  # a hidden layer
-                              layer_speed(16, 200, 2, 84, 1000, args.reps)]  # the one-segment-per-char input
+        modes, reps, batch = (("eager",), 1, 64) if args.smoke else (("eager", "compiled"), args.reps, 1000)
+        out["layer_speed"] = [layer_speed(200, 200, 2, 2, batch, reps, modes),  # a hidden layer
+                              layer_speed(16, 200, 2, 84, batch, reps, modes)]  # the one-segment-per-char input
         hidden = out["layer_speed"][0]
-        out["layer_time_ratio_eager"] = hidden["layer_time_ratio_eager"]
-        out["layer_time_ratio_compiled"] = hidden["layer_time_ratio_compiled"]
+        for mode in modes:
+            out[f"layer_time_ratio_{mode}"] = hidden[f"layer_time_ratio_{mode}"]
+        out["layer_time_ratio_vs_fastest_linear"] = hidden["layer_time_ratio_vs_fastest_linear"]
+        out["bound"] = f"{hidden['bound']} ({hidden['layer_time_ratio_vs_fastest_linear']}x the fastest Linear, " \
+                       f"bound {hidden['bound_n_times_segments']})"
         print(json.dumps(out["layer_speed"], indent=1), flush=True)
     if "memorise" not in args.skip:
         setups = {"large_single_layer": ["net=large_single_layer", "optimizer.lr=3e-3"],
@@ -156,8 +178,8 @@ def main() -> None:
                                "minutes_each": args.memorise_minutes, "runs": {}}
         for name, overrides in setups.items():
             print(f"== memorise {name}: {args.memorise_minutes:g} min", flush=True)
-            out["memorisation"]["runs"][name] = memorise(name, overrides, args.memorise_minutes,
-                                                         Path("runs/bench") / f"highorder_{name}")
+            out["memorisation"]["runs"][name] = memorise(name, [*overrides, *smoke_data, *smoke_train],
+                                                         args.memorise_minutes, runs / f"highorder_{name}")
             print(json.dumps(out["memorisation"]["runs"][name]), flush=True)
     if "shakespeare" not in args.skip:
         minutes = args.shakespeare_minutes
@@ -166,14 +188,11 @@ def main() -> None:
             minutes = json.loads(previous.read_text())["budget_seconds"] / 60 if previous.is_file() else 2.5
         ho = ({"name": "ho_large_single_layer", "context_length": 16, "hidden_width": 200},
               ["data.context_length=16", "data.batch_size=512", "optim.name=adam", "optim.lr=3e-3", "optim.weight_decay=0", "train.compile=true"])
-        out["shakespeare"] = shakespeare(minutes, {"ho_large_single_layer": ho})
+        out["shakespeare"] = shakespeare(minutes, {"ho_large_single_layer": ho}, runs, [*smoke_data, *smoke_train])
         print(json.dumps(out["shakespeare"], indent=1), flush=True)
-    out["device"] = f"cpu ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads"
-    out["note"] = NOTE
+    out["protocol"] = PROTOCOL
     out["seconds"] = round(time.perf_counter() - started, 1)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {out_path}")
+    write_results(out_path, args, [0], out)
 
 
 if __name__ == "__main__":

@@ -166,3 +166,18 @@ def test_time_budget_stops_training_and_cosine_follows_elapsed_time(tmp_path, mo
     expected = [0.01 * lr_factor(cfg.optim, s / 30, s) for s in range(30)]
     assert logged == pytest.approx(expected, rel=1e-6)
     assert expected[15] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))  # half the budget: half-way down the cosine
+
+
+def test_image_validation_split_is_held_out_of_train_and_leaves_test_alone(tiny_fashion):
+    from allmlp.tasks.classification import load_splits
+
+    cfg = build_config("fashion_mixer", [f"data.path={tiny_fashion}", "data.val_size=100"])
+    splits = load_splits(cfg)
+    everything = load_splits(build_config("fashion_mixer", [f"data.path={tiny_fashion}", "data.val_size=0"]))
+    assert len(splits["val"][0]) == 100 and len(splits["train"][0]) == 412
+    assert torch.equal(splits["test"][0], everything["test"][0])  # the test images are never touched
+    train_rows = {tuple(row.tolist()) for row in splits["train"][0].flatten(1)[:, :40]}
+    assert not any(tuple(row.tolist()) in train_rows for row in splits["val"][0].flatten(1)[:, :40])
+    assert build_config("fashion_mixer").data.val_size == 5000  # the preset selects on 5,000 held-out images
+    with pytest.warns(UserWarning, match="data.val_size=5000 is not below the 512 training images: holding out 51"):
+        assert len(load_splits(build_config("fashion_mixer", [f"data.path={tiny_fashion}"]))["val"][0]) == 51
