@@ -26,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-REQUIRED_KEYS = ("command", "git_commit", "git_dirty", "date_utc", "machine", "seeds", "note", "smoke")
+REQUIRED_KEYS = ("command", "git_commit", "git_dirty", "date_utc", "finished_utc", "machine", "seeds", "note", "smoke")
 MACHINE_KEYS = ("cpu_model", "cores", "torch_threads", "torch_version", "python")
 
 
@@ -38,7 +38,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str, seeds: bool
     parser.add_argument("--smoke", action="store_true",
                         help="a seconds-long run on tiny synthetic data, to check the script and its output")
     if seeds:
-        parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; mean and spread")
+        parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                            help="training seeds (default 0 1 2); results give mean and spread")
 
 
 def smoke_folder(name: str) -> Path:
@@ -85,11 +86,18 @@ def machine() -> dict:
             "torch_version": torch.__version__, "python": platform.python_version()}
 
 
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# The code that runs is the code at the start: later commits or edits during a long run must not be credited.
+STARTED = {"git_commit": _git("rev-parse", "HEAD") or "unknown",
+           "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")), "date_utc": _utc_now()}
+
+
 def provenance(args: argparse.Namespace, seeds: list[int]) -> dict:
-    """The record of how a results file was made (command, commit, date, machine, seeds, note, smoke)."""
-    return {"command": shlex.join(["python", *sys.argv]), "git_commit": _git("rev-parse", "HEAD") or "unknown",
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    """The record of how a results file was made (command, commit and date at the start, machine, seeds, note)."""
+    return {"command": shlex.join(["python", *sys.argv]), **STARTED, "finished_utc": _utc_now(),
             "machine": machine(), "seeds": list(seeds), "note": args.note, "smoke": bool(args.smoke)}
 
 

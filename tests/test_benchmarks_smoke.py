@@ -21,10 +21,10 @@ from common import MACHINE_KEYS, REQUIRED_KEYS  # noqa: E402  (benchmarks/ is no
 
 SMOKED = {  # script -> extra arguments and keys its results must hold
     "names.py": (["--seeds", "0", "1"], ("models", "names", "makemore_reference")),
-    "shakespeare.py": ([], ("models", "plot")),
+    "shakespeare.py": (["--seeds", "0"], ("models", "plot")),
     "ngram.py": ([], ("names", "shakespeare", "names_list")),
     "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound")),
-    "blocks.py": ([], ("fashion_mnist", "parameter_table_markdown")),
+    "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
     "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
     "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
