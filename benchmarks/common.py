@@ -26,7 +26,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-REQUIRED_KEYS = ("command", "git_commit", "git_dirty", "date_utc", "finished_utc", "machine", "seeds", "note", "smoke")
+REQUIRED_KEYS = ("command", "git_commit", "git_dirty", "date_utc", "finished_utc", "machine", "seeds", "note",
+                 "smoke")
 MACHINE_KEYS = ("cpu_model", "cores", "torch_threads", "torch_version", "python")
 
 

