@@ -153,8 +153,9 @@ def main() -> None:
     args = parser.parse_args()
     out_path, runs = output_path(args, "highorder"), runs_folder(args, "highorder")
     # --smoke: tiny text, no torch.compile (its first compile alone takes ~15 s), a few steps
-    smoke_data = ["data.name=text", f"data.path={smoke_text(smoke_folder('highorder'))}"] if args.smoke else []
-    smoke_train = ["train.compile=false", "train.max_steps=3", "data.eval_batch_size=256"] if args.smoke else []
+    smoke_data = ["data.name=text", f"data.path={smoke_text(smoke_folder('highorder'), 4000)}"] if args.smoke else []
+    smoke_train = ["train.compile=false", "train.max_steps=3", "data.batch_size=64",
+                   "data.eval_batch_size=256"] if args.smoke else []
     if args.smoke:
         args.memorise_minutes = args.shakespeare_minutes = 0.02
     out = {}
