@@ -44,10 +44,10 @@ class KneserNeyLM(nn.Module):
 
     def load_counts(self, tables: dict[str, torch.Tensor]) -> None:
         """Replace the count tables (as made by tasks.ngram.count_tables); table sizes may change."""
-        for name, _ in self.named_buffers():
+        for name, buffer in list(self.named_buffers()):
             if name not in tables:
                 raise KeyError(f"ngram: count table {name!r} is missing")
-            setattr(self, name, tables[name].to(getattr(self, name).dtype))
+            setattr(self, name, tables[name].to(buffer.dtype))
 
     @staticmethod
     def _lookup(keys: torch.Tensor, values: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ class KneserNeyLM(nn.Module):
         next_chars = torch.arange(vocab, device=idx.device)
         probs = torch.full((batch, vocab), 1.0 / vocab, dtype=torch.float64, device=idx.device)  # (B, V): P_0
         for k in range(1, self.order + 1):
-            history = idx[:, idx.shape[1] - (k - 1):] if k > 1 else idx[:, :0]  # (B, k-1)
+            history = idx[:, idx.shape[1] - (k - 1):]  # (B, k-1): the last k-1 chars, none for k = 1
             powers = vocab ** torch.arange(k - 2, -1, -1, device=idx.device)  # (k-1,)
             context_key = (history * powers).sum(1)  # (B,)
             lo, hi = self.context_offsets[k - 1], self.context_offsets[k]

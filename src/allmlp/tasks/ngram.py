@@ -22,7 +22,7 @@ def window_keys(batches: TextBatches, order: int, vocab_size: int, chunk: int = 
     keys = []
     for starts in batches.eval_starts(0).split(chunk):
         x, y = batches.samples(starts)  # (B, T), (B,)
-        grams = torch.cat([x[:, x.shape[1] - (order - 1):] if order > 1 else x[:, :0], y[:, None]], 1)  # (B, n)
+        grams = torch.cat([x[:, x.shape[1] - (order - 1):], y[:, None]], 1)  # (B, n): last n-1 chars + the next
         keys.append((grams * powers).sum(1))
     return torch.cat(keys)
 
