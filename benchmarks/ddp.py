@@ -3,6 +3,8 @@
 Run under the benchmark lock (one benchmark at a time on the shared machine):
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/ddp.py
 Writes benchmarks/results/ddp.json. Every number is a ratio against a baseline measured in this same process.
+--smoke: a few steps of one process on made-up images and one family's bf16 check (the two-process DDP launch
+alone takes longer than a smoke run may; tests/test_ddp.py exercises it).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,9 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULT = ROOT / "benchmarks" / "results" / "ddp.json"
+from common import add_common_arguments, output_path, smoke_fashion, smoke_folder, write_results
 
 
 def train_throughput(extra: list[str], steps: int, batch_size: int) -> float:
@@ -40,14 +39,14 @@ def train_throughput(extra: list[str], steps: int, batch_size: int) -> float:
         return sum(speeds) / len(speeds)
 
 
-def ddp_speedup(steps: int, batch_size: int, rounds: int) -> dict:
+def ddp_speedup(steps: int, batch_size: int, rounds: int, data: list[str]) -> dict:
     """samples/s of 1 process (all cores), 1 process (1 thread) and 2 DDP processes (1 thread each)."""
     setups = {"one_process": [], "one_process_1_thread": ["train.threads=1"],
               "two_processes_ddp": ["train.devices=2", "train.strategy=ddp"]}
     best = {name: 0.0 for name in setups}
     for _ in range(rounds):  # interleaved, best of rounds: the machine is shared
         for name, extra in setups.items():
-            best[name] = max(best[name], train_throughput(extra, steps, batch_size))
+            best[name] = max(best[name], train_throughput([*extra, *data], steps, batch_size))
             print(f"  {name}: {best[name]:.0f} samples/s (best so far)", flush=True)
     return {"samples_per_sec": best,
             "speedup_2proc": best["two_processes_ddp"] / best["one_process"],
@@ -100,12 +99,12 @@ FAMILIES = {  # model -> (batch size, family)
 }
 
 
-def bf16_vs_fp32(steps: int, rounds: int) -> dict:
+def bf16_vs_fp32(steps: int, rounds: int, families: dict) -> dict:
     """bf16-mixed / fp32 training throughput for each registered family present here."""
     from allmlp.models import list_models
 
     out = {}
-    for name, (batch_size, family) in FAMILIES.items():
+    for name, (batch_size, family) in families.items():
         if name not in list_models():
             continue
         fp32 = bf16 = 0.0
@@ -125,25 +124,25 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="global batch of the DDP measurement")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the best is kept")
     parser.add_argument("--precision-steps", type=int, default=8, help="timed steps per bf16/fp32 measurement")
+    add_common_arguments(parser, "ddp")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    print("DDP: fashion_mixer on Fashion-MNIST", flush=True)
-    ddp = ddp_speedup(args.steps, args.batch_size, args.rounds)
+    families, result = FAMILIES, {}
+    if args.smoke:
+        args.steps, args.batch_size, args.rounds, args.precision_steps = 4, 32, 1, 1
+        families = {"mixer_tiny_28": (8, FAMILIES["mixer_tiny_28"][1])}
+        data = [f"data.path={smoke_fashion(smoke_folder('ddp'))}", "data.val_size=0"]
+        result["samples_per_sec"] = {"one_process": train_throughput(data, args.steps, args.batch_size)}
+    else:
+        print("DDP: fashion_mixer on Fashion-MNIST", flush=True)
+        result.update(ddp_speedup(args.steps, args.batch_size, args.rounds, ["data.val_size=0"]))
     print("bf16-mixed vs fp32 (CPU autocast)", flush=True)
-    precision = bf16_vs_fp32(args.precision_steps, args.rounds)
-    result = {
-        **ddp,
-        "ddp_setup": {"model": "mixer_tiny_28 (fashion_mixer preset)", "global_batch": args.batch_size,
+    result.update({
+        "ddp_setup": {"model": "mixer_tiny_28 (fashion_mixer preset, no val split)", "global_batch": args.batch_size,
                       "steps": args.steps, "backend": "gloo", "rounds": args.rounds},
-        "bf16_vs_fp32": precision,
-        "device": f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-                  f"{torch.__version__}",
-        "note": "best of interleaved rounds; ratios only mean something within this run",
-        "command": "flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/ddp.py " + " ".join(sys.argv[1:]),
-    }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("speedup_2proc", "speedup_2proc_vs_1_thread")}), f"-> {RESULT}")
+        "bf16_vs_fp32": bf16_vs_fp32(args.precision_steps, args.rounds, families),
+        "protocol": "best of interleaved rounds; ratios only mean something within this run"})
+    write_results(output_path(args, "ddp"), args, [0], result)
 
 
 if __name__ == "__main__":

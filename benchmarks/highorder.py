@@ -7,14 +7,15 @@ seed-004 lines.
     net trained on the first 120 KB of the Shakespeare corpus (the book_highorder preset) for a fixed time;
     next-char accuracy on the training text and val loss.
 (b) forward+backward time of a piecewise layer (its automatic pass and the sparse pass) relative to nn.Linear of
-    the same shape and to the dense expansion (nn.Linear with n*segments times the inputs), eager and compiled.
+    the same shape and to the dense expansion (nn.Linear with n*segments times the inputs), eager and compiled;
+    the bound (n x segments Linear layers) is checked against the faster of the eager and compiled Linear.
 (c) val loss on the Shakespeare split through benchmarks/shakespeare.py's own procedure (same data, evaluation and
     clock), next to the causal Mixer: at that benchmark's budget, reusing its causal Mixer result, when
-    results/shakespeare.json exists; else both trained here for 2.5 minutes (keeps this script near 12 minutes).
+    results/shakespeare.json exists; else both trained here for 2.5 minutes (keeps this script near 12 minutes);
+    and the Kneser-Ney count models of orders 3 and 5 on the same chars.
 (d) every seed-004 training line, typed with the seed's words (allmlp/models/highorder/seed_lines.py): loss on
-    its first batch, val loss after --seconds of training (default 60), ln V and the unigram entropy beside them;
-    just this table: --skip memorise speed shakespeare (the other entries of --out are kept as they were).
-Writes benchmarks/results/highorder.json.
+    its first batch, val loss after --seconds of training (default 60), ln V and the unigram entropy beside them.
+Writes benchmarks/results/highorder.json whole (sections left out with --skip are absent); --smoke: seconds.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, write_results
 
 from allmlp.config import build_config
 from allmlp.engine import fit, make_fabric
@@ -38,8 +39,8 @@ from allmlp.tasks import build_experiment
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-NOTE = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one "
-        "process, back to back")
+PROTOCOL = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one "
+            "process, back to back")
 
 
 @torch.no_grad()
@@ -57,10 +58,10 @@ def next_char_accuracy(model: nn.Module, tokens: torch.Tensor, context: int, bat
 def memorise(name: str, overrides: list[str], minutes: float, run_dir: Path) -> dict:
     """Train a book_highorder setup for `minutes` (cosine schedule); accuracy on the training text, val loss, steps,
     epochs."""
-    cfg = build_config("book_highorder", [*overrides, f"train.max_minutes={minutes}", "train.max_epochs=0",
+    cfg = build_config("book_highorder", [f"train.max_minutes={minutes}", "train.max_epochs=0",
                                           "train.max_steps=100000000", "train.progress=false",
                                           "train.checkpoint_interval=0", "train.compile=true",
-                                          "train.eval_interval=250", "optim.schedule=cosine"])
+                                          "train.eval_interval=250", "optim.schedule=cosine", *overrides])
     # cosine over the clock: the preset's reduce-on-plateau watches val loss, which rises while a net memorises,
     # so it cuts the lr to nothing within minutes and freezes the run
     fabric = make_fabric(cfg.train)
@@ -88,8 +89,10 @@ def fwd_bwd_seconds(fn, x: torch.Tensor, reps: int) -> float:
     return statistics.median(times)
 
 
-def layer_speed(in_features: int, out_features: int, n: int, segments: int, batch: int, reps: int) -> dict:
-    """Times of the piecewise layer (auto and sparse passes), nn.Linear and the dense expansion, eager and compiled."""
+def layer_speed(in_features: int, out_features: int, n: int, segments: int, batch: int, reps: int,
+                modes: tuple[str, ...] = ("eager", "compiled")) -> dict:
+    """Times of the piecewise layer (auto and sparse passes), nn.Linear and the dense expansion, eager and compiled;
+    the bound n x segments is checked against the fastest Linear of the modes measured."""
     torch.manual_seed(0)
     auto = PiecewisePolynomial(in_features, out_features, n=n, segments=segments)
     sparse = PiecewisePolynomial(in_features, out_features, n=n, segments=segments, impl="sparse")
@@ -99,7 +102,7 @@ def layer_speed(in_features: int, out_features: int, n: int, segments: int, batc
     wide = torch.randn(batch, in_features * auto.weights_per_link).requires_grad_()
     out = {"shape": {"in": in_features, "out": out_features, "n": n, "segments": segments, "batch": batch,
                      "weights_per_link": auto.weights_per_link, "auto_pass": "sparse" if auto.sparse else "dense"}}
-    for mode in ("eager", "compiled"):
+    for mode in modes:
         wrap = torch.compile if mode == "compiled" else (lambda m: m)
         t = {"piecewise": fwd_bwd_seconds(wrap(auto), x, reps), "piecewise_sparse": fwd_bwd_seconds(wrap(sparse), x, reps),
              "linear": fwd_bwd_seconds(wrap(linear), x, reps), "dense_expansion": fwd_bwd_seconds(wrap(expansion), wide, reps)}
@@ -108,17 +111,23 @@ def layer_speed(in_features: int, out_features: int, n: int, segments: int, batc
         out[f"sparse_time_ratio_{mode}"] = round(t["piecewise_sparse"] / t["linear"], 2)
         out[f"dense_expansion_ratio_{mode}"] = round(t["dense_expansion"] / t["linear"], 2)
         out[f"piecewise_vs_dense_expansion_{mode}"] = round(t["piecewise"] / t["dense_expansion"], 2)
+    fastest = {k: min(out[f"seconds_{mode}"][k] for mode in modes) for k in ("piecewise", "linear")}
+    out["fastest_linear"] = min(modes, key=lambda mode: out[f"seconds_{mode}"]["linear"])
+    out["layer_time_ratio_vs_fastest_linear"] = round(fastest["piecewise"] / fastest["linear"], 2)
+    out["bound_n_times_segments"] = n * segments
+    out["bound"] = "met" if out["layer_time_ratio_vs_fastest_linear"] <= n * segments else "missed"
     return out
 
 
-def shakespeare(minutes: float, setups: dict) -> dict:
-    """Train high-order nets through benchmarks/shakespeare.py's own procedure; the causal Mixer from its results."""
+def shakespeare(minutes: float, setups: dict, runs: Path, extra: list[str]) -> dict:
+    """Train high-order nets through benchmarks/shakespeare.py's own procedure; the causal Mixer from its results;
+    the Kneser-Ney models of orders 3 and 5 on the same chars."""
     spec = importlib.util.spec_from_file_location("bench_shakespeare", HERE / "shakespeare.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     previous = RESULTS / "shakespeare.json"
     models = {}
-    if previous.is_file():
+    if previous.is_file() and not extra:
         saved = json.loads(previous.read_text())
         if "causal_mixer" in saved.get("models", {}) and abs(saved["budget_seconds"] - minutes * 60) < 1:
             models["causal_mixer"] = {**saved["models"]["causal_mixer"], "source": str(previous)}
@@ -128,27 +137,26 @@ def shakespeare(minutes: float, setups: dict) -> dict:
         if setup is not None:
             bench.SETUPS[name] = setup
         print(f"== shakespeare {name}: {minutes:g} min", flush=True)
-        models[name] = bench.train_one(name, minutes, Path("runs/bench") / f"shakespeare_{name}", [])
+        models[name] = bench.train_one(name, minutes, runs / f"shakespeare_{name}", extra)
         models[name].pop("curve", None)
+    for order in (3, 5):
+        models[f"ngram{order}"] = bench.fit_count_model(order, runs / f"shakespeare_ngram{order}", extra)
+        models[f"ngram{order}"].pop("curve", None)
     return {"budget_seconds": minutes * 60, "models": models}
 
 
-def seed_lines(seconds: float, threads: int) -> dict:
-    """Every seed-004 training line, typed with the seed's words: loss on its first batch, val loss after
-    `seconds` of training, against ln V (uniform guessing) and the unigram entropy of the training text."""
+def seed_lines(seconds: float, threads: int, extra: list[str], runs: Path) -> dict:
+    """Every seed-004 training line, typed with the seed's words (plus `extra`): loss on its first batch, val loss
+    after `seconds` of training, against ln V (uniform guessing) and the unigram entropy of the training text."""
     import math
-    import subprocess
-    from collections import Counter
 
     from allmlp.models.highorder.seed_lines import SEED_LINES
 
     clock = [f"train.max_minutes={seconds / 60}", "train.max_epochs=0", "train.max_steps=100000000",
              "train.progress=false", "train.checkpoint_interval=0", "train.eval_interval=0", f"train.threads={threads}"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout
-    out = {"seconds_each": seconds, "threads": threads or torch.get_num_threads(), "commit": commit.strip(),
-           "lines": {}}
+    out = {"seconds_each": seconds, "threads": threads or torch.get_num_threads(), "lines": {}}
     for line in SEED_LINES:
-        cfg = build_config(line.preset, [*line.words.split(), *clock])
+        cfg = build_config(line.preset, [*line.words.split(), *clock, *extra])
         fabric = make_fabric(cfg.train)
         fabric.seed_everything(cfg.train.seed, verbose=False)
         exp = build_experiment(cfg)
@@ -156,7 +164,7 @@ def seed_lines(seconds: float, threads: int) -> dict:
             first_loss = float(exp.loss_fn(exp.model, exp.train_batches.batch(0))[0])
         counts = torch.bincount(exp.train_batches.tokens).double()
         unigram = float(-(counts[counts > 0] / counts.sum() * (counts[counts > 0] / counts.sum()).log()).sum())
-        result = fit(fabric, exp, cfg, Path("runs/bench") / f"seed_{line.name}")
+        result = fit(fabric, exp, cfg, runs / f"seed_{line.name}")
         row = {"command": f"allmlp train {line.preset} {line.words}", "params": count_parameters(exp.model),
                "ln_vocab": round(math.log(exp.tokenizer.vocab_size), 4), "unigram_entropy": round(unigram, 4),
                "first_step_loss": round(first_loss, 4), "val_loss": round(result["val/loss"], 4),
@@ -175,19 +183,28 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions per layer measurement")
     parser.add_argument("--seconds", type=float, default=60, help="training time per seed-004 line")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the seed lines (0: default)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["memorise", "speed", "shakespeare", "seed_lines"],
-                        help="parts to leave out; their entries in --out are kept as they were")
-    parser.add_argument("--out", default=str(RESULTS / "highorder.json"))
+    parser.add_argument("--skip", nargs="*", default=[], choices=["memorise", "speed", "shakespeare", "seed_lines"])
+    add_common_arguments(parser, "highorder")
     args = parser.parse_args()
-    out_path = Path(args.out)
-    out = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    out_path, runs = output_path(args, "highorder"), runs_folder(args, "highorder")
+    # --smoke: tiny text, no torch.compile (its first compile alone takes ~15 s), a few steps
+    smoke_data = ["data.name=text", f"data.path={smoke_text(smoke_folder('highorder'), 4000)}"] if args.smoke else []
+    smoke_train = ["train.compile=false", "train.max_steps=3", "data.batch_size=64",
+                   "data.eval_batch_size=256"] if args.smoke else []
+    if args.smoke:
+        args.memorise_minutes = args.shakespeare_minutes = 0.02
+    out = {}
     started = time.perf_counter()
     if "speed" not in args.skip:
-        out["layer_speed"] = [layer_speed(200, 200, 2, 2, 1000, args.reps),  # a hidden layer
-                              layer_speed(16, 200, 2, 84, 1000, args.reps)]  # the one-segment-per-char input
+        modes, reps, batch = (("eager",), 1, 64) if args.smoke else (("eager", "compiled"), args.reps, 1000)
+        out["layer_speed"] = [layer_speed(200, 200, 2, 2, batch, reps, modes),  # a hidden layer
+                              layer_speed(16, 200, 2, 84, batch, reps, modes)]  # the one-segment-per-char input
         hidden = out["layer_speed"][0]
-        out["layer_time_ratio_eager"] = hidden["layer_time_ratio_eager"]
-        out["layer_time_ratio_compiled"] = hidden["layer_time_ratio_compiled"]
+        for mode in modes:
+            out[f"layer_time_ratio_{mode}"] = hidden[f"layer_time_ratio_{mode}"]
+        out["layer_time_ratio_vs_fastest_linear"] = hidden["layer_time_ratio_vs_fastest_linear"]
+        out["bound"] = f"{hidden['bound']} ({hidden['layer_time_ratio_vs_fastest_linear']}x the fastest Linear, " \
+                       f"bound {hidden['bound_n_times_segments']})"
         print(json.dumps(out["layer_speed"], indent=1), flush=True)
     if "memorise" not in args.skip:
         setups = {"large_single_layer": ["net=large_single_layer", "optimizer.lr=3e-3", "batch_size=1000"],
@@ -197,8 +214,8 @@ def main() -> None:
                                "minutes_each": args.memorise_minutes, "runs": {}}
         for name, overrides in setups.items():
             print(f"== memorise {name}: {args.memorise_minutes:g} min", flush=True)
-            out["memorisation"]["runs"][name] = memorise(name, overrides, args.memorise_minutes,
-                                                         Path("runs/bench") / f"highorder_{name}")
+            out["memorisation"]["runs"][name] = memorise(name, [*overrides, *smoke_data, *smoke_train],
+                                                         args.memorise_minutes, runs / f"highorder_{name}")
             print(json.dumps(out["memorisation"]["runs"][name]), flush=True)
     if "shakespeare" not in args.skip:
         minutes = args.shakespeare_minutes
@@ -207,16 +224,13 @@ def main() -> None:
             minutes = json.loads(previous.read_text())["budget_seconds"] / 60 if previous.is_file() else 2.5
         ho = ({"name": "ho_large_single_layer", "context_length": 16, "hidden_width": 200},
               ["data.context_length=16", "data.batch_size=512", "optim.name=adam", "optim.lr=3e-3", "optim.weight_decay=0", "train.compile=true"])
-        out["shakespeare"] = shakespeare(minutes, {"ho_large_single_layer": ho})
+        out["shakespeare"] = shakespeare(minutes, {"ho_large_single_layer": ho}, runs, [*smoke_data, *smoke_train])
         print(json.dumps(out["shakespeare"], indent=1), flush=True)
     if "seed_lines" not in args.skip:
-        out["seed_lines"] = seed_lines(args.seconds, args.threads)
-    out["device"] = f"cpu ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads"
-    out["note"] = NOTE
+        out["seed_lines"] = seed_lines(0.3 if args.smoke else args.seconds, args.threads, smoke_data, runs)
+    out["protocol"] = PROTOCOL
     out["seconds"] = round(time.perf_counter() - started, 1)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {out_path}")
+    write_results(out_path, args, [0], out)
 
 
 if __name__ == "__main__":

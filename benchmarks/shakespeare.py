@@ -1,14 +1,16 @@
-"""Character LMs on Shakespeare at equal wall-clock time: causal_mixer, gmlp, chat_mixer, bengio and a small GPT.
+"""Character LMs on Shakespeare at equal wall-clock time: causal_mixer, gmlp, chat_mixer, bengio, a small GPT, and
+the Kneser-Ney count baselines.
 
-    flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/shakespeare.py [--minutes 5] [--models ...]
+    flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/shakespeare.py [--minutes 5] [--seeds 0 1 2] [--models ...]
 
 Every model trains on the same split (the shakespeare_mixer preset's data: 90% train, 5% val, 5% test, contiguous)
-for --minutes, the cosine schedule following the clock, evaluated about six times on the same 4,096 val chars
-(the curve); the reported val and test losses are over 65,536 chars of each split, measured after training.
+for --minutes per seed, the cosine schedule following the clock, evaluated about six times on the same 4,096 val
+chars (the curve); the reported val and test losses are over 65,536 chars of each split, measured after training.
 The GPT is nanoGPT's CPU "baby" shape (4 layers, 4 heads, 128 embedding, block 64, batch 12, lr 1e-3), written
-here so that the reference runs through the same engine. Writes benchmarks/results/shakespeare.json
-{"budget_seconds", "models": {NAME: {"val_loss", "params", "tokens_per_second", "curve"}}, "device", "note"}
-and benchmarks/results/shakespeare.png (val loss against training time).
+here so that the reference runs through the same engine. `ngram3` / `ngram5` / `ngram7` are interpolated
+Kneser-Ney models (shakespeare_ngram preset) fitted by counting the training split: deterministic, one run each,
+evaluated on the same chars. Writes benchmarks/results/shakespeare.json {"models": {NAME: {"val_loss": {mean, std,
+...}, "test_loss", "runs": {SEED: {...}}}}, ...} and benchmarks/results/shakespeare.png (val loss against time).
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, spread,
+                    write_results)
 
 from allmlp.config import build_config, load_preset
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, register_model
 from allmlp.tasks import build_experiment
 
-RESULTS = Path(__file__).parent / "results"
 FINAL_EVAL_TARGETS = 65536
+COUNT_MODELS = {"ngram3": 3, "ngram5": 5, "ngram7": 7}  # name -> Kneser-Ney order (preset shakespeare_ngram)
 
 
 class CausalSelfAttention(nn.Module):
@@ -118,11 +121,27 @@ def seconds_per_step(exp, steps: int = 5) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def fit_count_model(order: int, run_dir: Path, extra: list[str]) -> dict:
+    """Fit a Kneser-Ney model of `order` on the training split; val / test loss on the neural models' chars."""
+    cfg = build_config("shakespeare_ngram", [f"model.order={order}", "train.progress=false",
+                                             f"data.eval_targets={FINAL_EVAL_TARGETS}", *extra])
+    fabric = make_fabric(cfg.train)
+    start = time.perf_counter()
+    exp = build_experiment(cfg)
+    fit_seconds = time.perf_counter() - start
+    result = fit(fabric, exp, cfg, run_dir)
+    return {"val_loss": round(result["val/loss"], 4), "test_loss": round(result["test/loss"], 4),
+            "params": 0, "table_entries": cfg.model.args["num_grams"], "fit_seconds": round(fit_seconds, 1),
+            "val_bpc": round(result["val/loss"] / math.log(2), 4), "curve": [[round(fit_seconds, 1),
+                                                                              round(result["val/loss"], 4)]],
+            "model": {"name": "ngram", "order": order}, "overrides": extra}
+
+
 def train_one(name: str, minutes: float, run_dir: Path, extra: list[str]) -> dict:
     """Train one setup for `minutes`; final val loss, parameters, tokens/s and the (seconds, val loss) curve."""
     model, overrides = SETUPS[name]
-    overrides = [*overrides, *extra, f"train.max_minutes={minutes}", "train.max_steps=100000000",
-                 "train.progress=false", "train.checkpoint_interval=0", "data.eval_targets=4096"]
+    overrides = [*overrides, f"train.max_minutes={minutes}", "train.max_steps=100000000",
+                 "train.progress=false", "train.checkpoint_interval=0", "data.eval_targets=4096", *extra]
     cfg = build_config({**load_preset("shakespeare_mixer"), "model": model}, overrides)
     fabric = make_fabric(cfg.train)
     fabric.seed_everything(cfg.train.seed, verbose=False)
@@ -150,7 +169,7 @@ def train_one(name: str, minutes: float, run_dir: Path, extra: list[str]) -> dic
 
 
 def plot(models: dict, path: Path, minutes: float) -> Path:
-    """Val loss against training seconds, one line per model."""
+    """Val loss against training seconds, one line per model (first seed); count models as dashed levels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,6 +177,9 @@ def plot(models: dict, path: Path, minutes: float) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     for name, entry in models.items():
+        if entry["deterministic"]:  # a count model: fitted in seconds, one level
+            ax.axhline(entry["val_loss"]["mean"], linestyle="--", lw=1, color="gray", label=f"{name} (counts)")
+            continue
         seconds, losses = zip(*entry["curve"])
         ax.plot(seconds, losses, "o-", markersize=3, label=f"{name} ({entry['params'] / 1e3:.0f}k)")
     ax.set_xlabel("training seconds")
@@ -172,28 +194,50 @@ def plot(models: dict, path: Path, minutes: float) -> Path:
     return path
 
 
+def run_model(name: str, args, data: list[str], runs: Path) -> dict:
+    """One model over the seeds (a count model once: it is deterministic), with mean and spread."""
+    smoke = ["train.max_steps=3", "data.eval_batch_size=256"] if args.smoke else []
+    per_seed = {}
+    if name in COUNT_MODELS:
+        per_seed[str(args.seeds[0])] = fit_count_model(COUNT_MODELS[name], runs / f"shakespeare_{name}",
+                                                       [*data, *args.set, *smoke])
+    for seed in [] if name in COUNT_MODELS else args.seeds:
+        suffix = "" if len(args.seeds) == 1 else f"_seed{seed}"
+        per_seed[str(seed)] = train_one(name, args.minutes, runs / f"shakespeare_{name}{suffix}",
+                                        [*data, *args.set, f"train.seed={seed}", *smoke])
+    for seed, entry in per_seed.items():
+        print(json.dumps({name: {k: v for k, v in entry.items() if k != "curve"}, "seed": seed}), flush=True)
+    first = next(iter(per_seed.values()))
+    return {"val_loss": spread([r["val_loss"] for r in per_seed.values()]),
+            "test_loss": spread([r["test_loss"] for r in per_seed.values()]),
+            "params": first["params"], "deterministic": name in COUNT_MODELS, "curve": first["curve"],
+            "runs": {seed: {k: v for k, v in r.items() if k != "curve"} for seed, r in per_seed.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per model (default 5)")
-    parser.add_argument("--models", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per model and seed (default 5)")
+    parser.add_argument("--models", nargs="+", default=[*COUNT_MODELS, *SETUPS], choices=[*COUNT_MODELS, *SETUPS])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every model")
-    parser.add_argument("--out", default=str(RESULTS / "shakespeare.json"))
+    add_common_arguments(parser, "shakespeare", seeds=True)
     args = parser.parse_args()
+    data = []
+    if args.smoke:
+        args.minutes, args.models = 0.02, ["ngram3", "bengio"]
+        data = ["data.name=text", f"data.path={smoke_text(smoke_folder('shakespeare'))}"]
+    runs = runs_folder(args, "shakespeare")
     models = {}
     for name in args.models:
-        print(f"== {name}: {args.minutes:g} min", flush=True)
-        models[name] = train_one(name, args.minutes, Path("runs/bench") / f"shakespeare_{name}", args.set)
-        print(json.dumps({k: v for k, v in models[name].items() if k != "curve"}), flush=True)
-    out_path = Path(args.out)
+        print(f"== {name}: {args.minutes:g} min, seeds {args.seeds}", flush=True)
+        models[name] = run_model(name, args, data, runs)
+    out_path = output_path(args, "shakespeare")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     png = plot(models, out_path.with_suffix(".png"), args.minutes)
-    out = {"budget_seconds": args.minutes * 60, "models": models,
-           "device": f"cpu ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads",
-           "note": "equal wall-clock budgets: steps depend on the machine and its load (tokens_per_second shows "
-                   "what each model got)",
-           "plot": png.name}  # next to the JSON
-    out_path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {out_path}")
+    write_results(out_path, args, args.seeds, {
+        "budget_seconds": args.minutes * 60, "models": models, "plot": png.name,  # next to the JSON
+        "protocol": f"val / test loss over {FINAL_EVAL_TARGETS:,} chars of each split (evenly spread), measured "
+                    "after training; equal wall-clock budgets, so steps depend on the machine and its load "
+                    "(tokens_per_second shows what each model got); count models are fitted, not trained"})
 
 
 if __name__ == "__main__":

@@ -52,3 +52,19 @@ def test_gbm_run_folder_without_booster_is_a_clear_error(gbm_run, tmp_path):
     (copy / "model.txt").unlink()
     with pytest.raises(FileNotFoundError, match="model.txt"):
         load_run(copy)
+
+
+def test_gbm_loss_is_minus_mean_log_probability_of_the_true_char(gbm_run):
+    from allmlp.data.text import load_text_splits
+    from allmlp.models.gbm import windows
+    from allmlp.tasks import language
+
+    model, cfg, tokenizer = load_run(gbm_run)
+    _, streams = load_text_splits(cfg.data, tokenizer)
+    x, y = windows(streams["val"], model.context_length)  # (N, T), (N,)
+    probs = model.booster.predict(x).reshape(len(y), tokenizer.vocab_size)  # the booster's own probabilities
+    assert abs(probs.sum(1) - 1).max() < 1e-6
+    independent = -float(torch.log(torch.from_numpy(probs[range(len(y)), y])).mean())
+    reported = language.evaluate_run(model, cfg, gbm_run)["val/loss"]
+    assert reported == pytest.approx(independent, abs=1e-5)
+    assert torch.allclose(model(torch.from_numpy(x[:50]).long()).exp().sum(1), torch.ones(50), atol=1e-5)

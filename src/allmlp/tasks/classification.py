@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -30,10 +32,15 @@ def load_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     splits = {k: (normalize(x, spec.mean, spec.std), y) for k, (x, y) in raw.items()}
     if cfg.data.val_size > 0:
         x, y = splits["train"]
-        if cfg.data.val_size >= len(x):
-            raise ValueError(f"data.val_size={cfg.data.val_size} leaves no training images (train has {len(x)})")
+        val_size = cfg.data.val_size
+        if val_size >= len(x):  # e.g. the presets' 5,000 on a small folder of images: a tenth of it instead
+            val_size = len(x) // 10
+            if val_size == 0:
+                raise ValueError(f"data.val_size={cfg.data.val_size} leaves no training images (train has {len(x)})")
+            warnings.warn(f"data.val_size={cfg.data.val_size} is not below the {len(x)} training images: holding out "
+                          f"{val_size} (a tenth) for validation instead", stacklevel=2)
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))
-        held, kept = order[:cfg.data.val_size], order[cfg.data.val_size:]
+        held, kept = order[:val_size], order[val_size:]
         splits["val"] = (x[held], y[held])
         splits["train"] = (x[kept], y[kept])
     return splits

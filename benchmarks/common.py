@@ -1,0 +1,165 @@
+"""What every benchmark shares: the record of how a result was made, the whole-file write, seeds and --smoke data.
+
+A results file is written only here, whole, by the script that measured it: the exact command line, the git commit
+(and whether the tree had uncommitted changes), the UTC date, the machine (CPU model, cores, torch threads and
+version), the seeds and a free-text --note sit next to the numbers. `--smoke` runs a benchmark in seconds on tiny
+synthetic data and writes under a temporary folder unless --out is given, never over benchmarks/results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+REQUIRED_KEYS = ("command", "git_commit", "git_dirty", "date_utc", "finished_utc", "machine", "seeds", "note",
+                 "smoke")
+MACHINE_KEYS = ("cpu_model", "cores", "torch_threads", "torch_version", "python")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, name: str, seeds: bool = False) -> None:
+    """--out, --note and --smoke (and --seeds when the benchmark repeats its runs)."""
+    parser.add_argument("--out", default="", help=f"results file (default: benchmarks/results/{name}.json; "
+                                                  "with --smoke a temporary folder)")
+    parser.add_argument("--note", default="", help="free text stored in the results file (how the run was made)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a seconds-long run on tiny synthetic data, to check the script and its output")
+    if seeds:
+        parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                            help="training seeds (default 0 1 2); results give mean and spread")
+
+
+def smoke_folder(name: str) -> Path:
+    """The temporary folder of a --smoke run (data, run folders, results)."""
+    folder = Path(tempfile.gettempdir()) / "allmlp-smoke" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def output_path(args: argparse.Namespace, name: str) -> Path:
+    """Where the results file goes: --out, else results/NAME.json (or the smoke folder for --smoke)."""
+    if args.out:
+        return Path(args.out)
+    return smoke_folder(name) / f"{name}.json" if args.smoke else RESULTS / f"{name}.json"
+
+
+def runs_folder(args: argparse.Namespace, name: str) -> Path:
+    """Where the benchmark's run folders go: runs/bench, or the smoke folder."""
+    return smoke_folder(name) / "runs" if args.smoke else Path("runs/bench")
+
+
+def _git(*command: str) -> str:
+    try:
+        return subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """CPU model, cores, torch threads, torch and Python versions of this process."""
+    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "python": platform.python_version()}
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# The code that runs is the code at the start: later commits or edits during a long run must not be credited.
+STARTED = {"git_commit": _git("rev-parse", "HEAD") or "unknown",
+           "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")), "date_utc": _utc_now()}
+
+
+def provenance(args: argparse.Namespace, seeds: list[int]) -> dict:
+    """The record of how a results file was made (command, commit and date at the start, machine, seeds, note)."""
+    return {"command": shlex.join(["python", *sys.argv]), **STARTED, "finished_utc": _utc_now(),
+            "machine": machine(), "seeds": list(seeds), "note": args.note, "smoke": bool(args.smoke)}
+
+
+def write_results(path: Path, args: argparse.Namespace, seeds: list[int], results: dict) -> Path:
+    """Write provenance + results as one JSON file, whole (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**provenance(args, seeds), **results}, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation (0 for one value), min, max and the values, rounded to 4 places."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": round(statistics.fmean(values), 4), "std": round(std, 4), "min": round(min(values), 4),
+            "max": round(max(values), 4), "values": [round(v, 4) for v in values]}
+
+
+def smoke_names(folder: Path, count: int = 400) -> Path:
+    """A file of `count` made-up lowercase names (syllables from a fixed seed), one per line."""
+    rng = random.Random(0)
+    syllables = ["an", "el", "ma", "ri", "so", "ja", "ke", "li", "na", "to", "ber", "ly", "dan", "mi"]
+    names = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(count)]
+    path = folder / "names.txt"
+    path.write_text("\n".join(names) + "\n")
+    return path
+
+
+def smoke_text(folder: Path, chars: int = 20_000) -> Path:
+    """Running text of about `chars` chars: random words over a small vocabulary, with punctuation and lines."""
+    rng = random.Random(0)
+    words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler", "in", "mind",
+             "ROMEO:", "JULIET:", "love", "and", "night", "day", "sweet"]
+    parts, size = [], 0
+    while size < chars:
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) + rng.choice([".", ",", "!", "?"])
+        parts.append(line)
+        size += len(line) + 1
+    path = folder / "text.txt"
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def smoke_fashion(folder: Path, train: int = 256, test: int = 128) -> Path:
+    """A folder of Fashion-MNIST-named IDX files: 28x28 images whose class (0..9) is the row of a bright bar."""
+    folder = folder / "fashion"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, int(label) * 2 + 4:int(label) * 2 + 6, 6:22] += 180
+        _write_idx(folder / f"{split}-images-idx3-ubyte", images.clip(0, 255))
+        _write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+    return folder
