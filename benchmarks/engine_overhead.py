@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,14 +21,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from common import add_common_arguments, output_path, write_results
+
 from allmlp.config import build_config
 from allmlp.data.batches import TensorBatches
 from allmlp.data.images import get_dataset
 from allmlp.engine import Experiment, build_optimizer, fit, make_fabric
 from allmlp.models import count_parameters, create_model
 from allmlp.tasks.classification import fill_model_args
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def bench_config(preset: str, steps: int, checkpoint_interval: int = 0):
@@ -127,8 +125,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--checkpoint-interval", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=str(RESULTS / "engine_overhead.json"))
+    add_common_arguments(parser, "engine_overhead")
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.checkpoint_interval, args.rounds = 4, 2, 1
     cfg = bench_config(args.preset, args.steps, args.checkpoint_interval)
     batches = make_batches(cfg)
     warm_up = bench_config(args.preset, 5)  # first calls pay for lazy initialisation: not timed
@@ -143,12 +143,9 @@ def main() -> None:
                   sorted(engine)[len(engine) // 2] / sorted(bare)[len(bare) // 2], 3),
               "bare_seconds": [round(s, 2) for s in bare], "engine_seconds": [round(s, 2) for s in engine],
               "steps": args.steps, "checkpoint_interval": args.checkpoint_interval,
-              "checkpoint": checkpoint_seconds(), "batch_size": cfg.data.batch_size, "model": cfg.model.name,
-              "params": count_parameters(fresh_model(cfg)), "preset": args.preset,
-              "command": "python " + " ".join(sys.argv),
-              "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+              "checkpoint": checkpoint_seconds("mixer_tiny_28" if args.smoke else "mixer_b16"), "batch_size": cfg.data.batch_size, "model": cfg.model.name,
+              "params": count_parameters(fresh_model(cfg)), "preset": args.preset}
+    write_results(output_path(args, "engine_overhead"), args, [cfg.train.seed], result)
     print(json.dumps(result, indent=2))
 
 

@@ -14,7 +14,6 @@ Writes benchmarks/results/faults.json: {"kills", "bitwise_equal", "hostile_input
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -24,9 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import add_common_arguments, output_path, write_results
 from safetensors.torch import load_file
-
-RESULTS = Path(__file__).parent / "results"
 
 # Tiny trainings with dropout, one checkpoint per step; {data} is the folder of tiny data the fuzz writes.
 FAMILIES = {
@@ -214,18 +212,6 @@ def kill_chain(workdir: Path, family: str, data: dict[str, Path], steps: int, si
             "equal": same_weights(weights_of(reference), weights_of(run_dir))}
 
 
-def machine() -> dict:
-    """CPU model, cores and torch version of this machine."""
-    import platform
-
-    import torch
-
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or platform.machine())
-    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__}
-
-
 def hostile_input_counts() -> dict:
     """Run the hostile-input tests (every case asserts exit code 2, one line, no traceback, no payload run)."""
     root = Path(__file__).parents[1]
@@ -251,8 +237,7 @@ def main() -> None:
     parser.add_argument("--per-chain", type=int, default=10, help="kills per chain")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ddp", action="store_true", help="skip the 2-process DDP family")
-    parser.add_argument("--smoke", action="store_true", help="a few kills, results to --out only")
-    parser.add_argument("--out", default=str(RESULTS / "faults.json"))
+    add_common_arguments(parser, "faults")
     args = parser.parse_args()
     if args.smoke:
         args.kills, args.per_chain, args.no_ddp = 4, 2, True
@@ -260,8 +245,6 @@ def main() -> None:
     import allmlp.viz  # noqa: F401  (imported once here, so that forked children start training at once)
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
-                            capture_output=True, text=True).stdout.strip()
     rng = random.Random(args.seed)
     plans = [(family, True, []) for family in FAMILIES]
     if not args.no_ddp:
@@ -287,12 +270,10 @@ def main() -> None:
                 rows.append({"family": name, "chain": chain, **result})
                 print(f"{name} chain {chain}: {result['kills']} kills, bitwise equal: {result['equal']}", flush=True)
     hostile = {} if args.smoke else hostile_input_counts()
-    out = {"command": " ".join(["python", *sys.argv]), "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC",
-           time.gmtime()), "machine": machine(), "kills": kills, "bitwise_equal": equal_kills,
-           **hostile, "chains": rows, "seconds": round(time.perf_counter() - started, 1)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{equal_kills}/{kills} kills resumed bitwise equal; wrote {args.out}")
+    out = {"kills": kills, "bitwise_equal": equal_kills, **hostile, "chains": rows,
+           "seconds": round(time.perf_counter() - started, 1)}
+    write_results(output_path(args, "faults"), args, [args.seed], out)
+    print(f"{equal_kills}/{kills} kills resumed bitwise equal")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 from allmlp.cli import main
 
 FAULTS_PATH = Path(__file__).parents[1] / "benchmarks" / "faults.py"
+sys.path.insert(0, str(FAULTS_PATH.parent))  # the benchmark's own imports (benchmarks/ is not a package)
 _spec = importlib.util.spec_from_file_location("faults_bench", FAULTS_PATH)
 faults = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(faults)
