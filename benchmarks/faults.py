@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 FAMILIES = {
     "mixer": ["fashion_mixer", "data.path={images}", "data.batch_size=32", "model.hidden_dim=16", "model.depth=2",
               "model.patch_size=7", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=32", "model.dropout=0.2",
-              "data.augment=true"],
+              "data.augment=true", "data.val_size=32"],
     "causal_mixer": ["names_causal_mixer", "data.path={text}", "data.val_lines=20", "data.test_lines=20",
                      "data.batch_size=16", "model.embedding_dim=16", "model.depth=2", "model.channels_mlp_dim=32",
                      "model.dropout=0.2"],
@@ -73,6 +73,18 @@ def train_argv(family: str, data: dict[str, Path], run_dir: Path, steps: int, re
             *(["--resume"] if resume else [])]
 
 
+def preload() -> None:
+    """Import what a training imports, once, so that forked children start training at once."""
+    import lightning.fabric  # noqa: F401
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+    import allmlp.commands  # noqa: F401
+    import allmlp.engine  # noqa: F401
+    import allmlp.tasks.classification  # noqa: F401
+    import allmlp.tasks.language  # noqa: F401
+    import allmlp.viz  # noqa: F401
+
+
 def fork_cli(argv: list[str], log: Path) -> int:
     """Run `allmlp ARGV` in a forked child (a fresh process that skips the imports); returns its pid."""
     pid = os.fork()
@@ -110,10 +122,13 @@ class Child:
 
     def __init__(self, argv: list[str], log: Path, fork: bool):
         self.popen = None if fork else spawn_cli(argv, log)
+        self.code: int | None = None
         self.pid = fork_cli(argv, log) if fork else self.popen.pid
 
     def signal(self, signum: int) -> None:
         """Send `signum` (to the whole process group when spawned: DDP's second rank too)."""
+        if self.code is not None:  # reaped: its pid may belong to another process by now
+            return
         try:
             if self.popen is not None:
                 os.killpg(self.pid, signum)
@@ -126,8 +141,10 @@ class Child:
         """The exit code, or None while running."""
         if self.popen is not None:
             return self.popen.poll()
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
-        return None if pid == 0 else os.waitstatus_to_exitcode(status)
+        if self.code is None:  # a reaped child cannot be asked again: keep its code
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            self.code = None if pid == 0 else os.waitstatus_to_exitcode(status)
+        return self.code
 
     def wait(self, timeout: float) -> int:
         """Wait for the exit code (SIGKILL after `timeout` seconds)."""
@@ -152,13 +169,19 @@ def same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].equal(b[k]) for k in a)
 
 
-def wait_for_progress(child: Child, state: Path) -> None:
-    """Wait until `child` has written a checkpoint (the trainer state file changes) or has exited."""
+def wait_for_progress(child: Child, state: Path, checkpoints: int = 1) -> float:
+    """Wait until `child` has written `checkpoints` more checkpoints (the trainer state file changes) or has
+    exited; returns the seconds between its last two (0 when unknown), a step's time."""
     before = state.stat().st_mtime_ns if state.exists() else 0
-    while child.poll() is None:
-        if state.exists() and state.stat().st_mtime_ns != before:
-            return
-        time.sleep(0.005)
+    seen, last_change, step_seconds = 0, 0.0, 0.0
+    while child.poll() is None and seen < checkpoints:
+        now_mtime = state.stat().st_mtime_ns if state.exists() else 0
+        if now_mtime != before:
+            now = time.monotonic()
+            step_seconds = now - last_change if last_change else 0.0
+            seen, before, last_change = seen + 1, now_mtime, now
+        time.sleep(0.002)
+    return step_seconds
 
 
 def reference_run(workdir: Path, family: str, data: dict[str, Path], steps: int, fork: bool,
@@ -173,10 +196,12 @@ def reference_run(workdir: Path, family: str, data: dict[str, Path], steps: int,
 
 
 def kill_chain(workdir: Path, family: str, data: dict[str, Path], steps: int, signals: list[int],
-               rng: random.Random, fork: bool, max_delay: float, extra: list[str] = (),
-               reference: Path | None = None) -> dict:
+               rng: random.Random, fork: bool, extra: list[str] = (), reference: Path | None = None) -> dict:
     """Train `family` for `steps` through one kill by each of `signals` (in that order) at random instants, each
     followed by a resume, then to the end; compare with `reference` (an uninterrupted run, made when None).
+
+    A kill lands at a random point of a random step among the process's first few (or, one time in five, during
+    its start-up), so that the kills, not the end of training, end the processes whatever the machine's speed.
 
     Returns {"kills": how many processes were stopped by a signal, "steps_seen": step of each kill's checkpoint,
     "equal": final weights bitwise equal to an uninterrupted run's, "codes": exit codes}.
@@ -189,11 +214,13 @@ def kill_chain(workdir: Path, family: str, data: dict[str, Path], steps: int, si
         resume = (run_dir / "trainer_state.safetensors").is_file()
         child = Child(train_argv(family, data, run_dir, steps, resume, extra), log, fork)
         if stopped < len(signals):
-            if rng.random() > 0.2:  # most kills land mid-training: wait for this process's first checkpoint
-                wait_for_progress(child, run_dir / "trainer_state.safetensors")
-            deadline = time.monotonic() + rng.uniform(0.0, max_delay)
+            if rng.random() > 0.2:  # most kills land mid-training: a few checkpoints into this process
+                step_seconds = wait_for_progress(child, run_dir / "trainer_state.safetensors", rng.randint(1, 3))
+                deadline = time.monotonic() + rng.uniform(0.0, step_seconds or 0.05)
+            else:  # during start-up, resume or the first step
+                deadline = time.monotonic() + rng.uniform(0.0, 0.2)
             while time.monotonic() < deadline and child.poll() is None:
-                time.sleep(0.002)
+                time.sleep(0.001)
             if child.poll() is None:
                 child.signal(signals[stopped])
                 stopped += 1
@@ -242,8 +269,7 @@ def main() -> None:
     if args.smoke:
         args.kills, args.per_chain, args.no_ddp = 4, 2, True
     torch.set_num_threads(1)
-    import allmlp.viz  # noqa: F401  (imported once here, so that forked children start training at once)
-    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    preload()
 
     rng = random.Random(args.seed)
     plans = [(family, True, []) for family in FAMILIES]
@@ -264,7 +290,7 @@ def main() -> None:
                 workdir.mkdir()
                 signals = [rng.choice([signal.SIGKILL, signal.SIGINT]) for _ in range(args.per_chain)]
                 result = kill_chain(workdir, family, data, steps=steps, signals=signals, rng=rng, fork=fork,
-                                    max_delay=0.5 if fork else 3.0, extra=extra, reference=reference)
+                                    extra=extra, reference=reference)
                 kills += result["kills"]
                 equal_kills += result["kills"] if result["equal"] else 0
                 rows.append({"family": name, "chain": chain, **result})

@@ -112,7 +112,6 @@ def test_empty_sections_and_a_model_given_by_name_only(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("train.max_steps=-1", r"train.max_steps=-1: must be >= 0"),
-    ("train.max_steps=0", r"train.max_steps=0: must be >= 1 when train.max_epochs is 0"),
     ("train.max_epochs=-1", r"train.max_epochs=-1.0: must be >= 0"),
     ("train.max_minutes=-5", r"train.max_minutes=-5.0: must be >= 0"),
     ("train.log_interval=0", r"train.log_interval=0: must be >= 1"),

@@ -37,12 +37,11 @@ def data(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_kill_fuzz_resumes_bitwise_equal(data, tmp_path):
-    import allmlp.viz  # noqa: F401  (imported before forking, as the benchmark does)
-
+    faults.preload()
     rng = random.Random(0)
     plan = [signal.SIGKILL] * 20 + [signal.SIGINT] * 8
     rng.shuffle(plan)
-    result = faults.kill_chain(tmp_path, "mixer", data, steps=60, signals=plan, rng=rng, fork=True, max_delay=0.3)
+    result = faults.kill_chain(tmp_path, "mixer", data, steps=200, signals=plan, rng=rng, fork=True)
     assert result["kills"] == len(plan)
     assert result["equal"], f"resumed weights differ from the uninterrupted run's; exit codes {result['codes']}"
     assert result["steps_seen"] == sorted(result["steps_seen"]), "a checkpoint went back in time"
@@ -50,6 +49,7 @@ def test_kill_fuzz_resumes_bitwise_equal(data, tmp_path):
 
 
 def _fork_train(data, run_args: list[str], log: Path) -> faults.Child:
+    faults.preload()
     argv = ["train", *[w.format(**data) for w in faults.FAMILIES["mixer"]], *faults.COMMON,
             "train.max_steps=40", *run_args]
     return faults.Child(argv, log, fork=True)
@@ -83,7 +83,8 @@ def test_two_trainings_of_one_preset_take_two_folders(data, tmp_path):
 
 TINY_IMAGE = ["fashion_mixer", "data.batch_size=32", "model.hidden_dim=16", "model.depth=2", "model.patch_size=7",
               "model.tokens_mlp_dim=8", "model.channels_mlp_dim=32", "train.max_steps=4", "train.eval_interval=0",
-              "train.checkpoint_interval=2", "train.progress=false", "train.max_minutes=0", "data.augment=false"]
+              "train.checkpoint_interval=2", "train.progress=false", "train.max_minutes=0", "data.augment=false",
+              "data.val_size=32"]
 TINY_TEXT = ["names_causal_mixer", "data.val_lines=20", "data.test_lines=20", "data.batch_size=16",
              "model.embedding_dim=16", "model.depth=2", "model.channels_mlp_dim=32", "train.max_steps=4",
              "train.eval_interval=0", "train.checkpoint_interval=2", "train.progress=false", "train.max_minutes=0"]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -182,7 +183,9 @@ def load_trainer_state(run_dir: Path) -> dict | None:
     if not legacy.is_file():
         return None
     try:  # weights_only: torch's restricted unpickler, which builds tensors and plain containers and nothing else
-        return torch.load(legacy, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol before refusing the file
+            warnings.simplefilter("ignore")
+            return torch.load(legacy, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises several kinds on a corrupt or hostile file
         raise CheckpointError(f"{legacy}: corrupt or unsafe trainer state ({err.__class__.__name__})") from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 # name -> ("module:function", one-line help); each function takes argv (list[str]) and returns an exit code.
 COMMANDS = {
@@ -63,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module, function = COMMANDS[name][0].split(":")
     try:
-        return int(getattr(importlib.import_module(module), function)(rest) or 0)
+        with warnings.catch_warnings():  # every warning one `allmlp NAME: warning: ...` line, each time it happens
+            warnings.filterwarnings("always", module="allmlp")
+            warnings.showwarning = lambda message, *_, **__: print(f"allmlp {name}: warning: {message}",
+                                                                   file=sys.stderr, flush=True)
+            return int(getattr(importlib.import_module(module), function)(rest) or 0)
     except KeyboardInterrupt:
         return 130
     except Exception as err:

@@ -76,7 +76,7 @@ class OptimConfig:
 class TrainConfig:
     """Length of training, devices, precision, logging and checkpointing."""
 
-    max_steps: int = 2000
+    max_steps: int = 2000  # 0: no steps, the run only evaluates and saves (count models fit when built)
     max_epochs: float = 0  # when > 0, overrides max_steps
     max_minutes: float = 0  # when > 0, stop (and save) after this much training time
     accumulate_grad_batches: int = 1
@@ -375,8 +375,6 @@ def validate(cfg: Config) -> Config:
     if data.train_fraction + data.val_fraction > 1 + 1e-9:
         raise ConfigError(f"data.train_fraction={data.train_fraction!r} + data.val_fraction={data.val_fraction!r}: "
                           "must sum to at most 1")
-    if train.max_steps == 0 and train.max_epochs == 0:
-        raise ConfigError("train.max_steps=0: must be >= 1 when train.max_epochs is 0 (nothing would train)")
     processes = train.devices * train.num_nodes
     if data.batch_size % processes:  # split_for_rank would fail at the first step, once per process
         raise ConfigError(f"data.batch_size={data.batch_size}: must be divisible by train.devices * train.num_nodes "

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import signal
 import sys
 import threading
-import warnings
 from typing import Generator, Iterator
 
 import torch
@@ -211,23 +209,6 @@ def check_prompt_text(prompt: str, source: str) -> None:
                          "give the text in UTF-8") from None
 
 
-def one_line_warnings(prog: str):
-    """Decorator: every warning raised inside shows as one `prog: warning: message` line on stderr, each time."""
-
-    def decorate(function):
-        @functools.wraps(function)
-        def run(*args, **kwargs):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("always", module="allmlp")
-                warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}",
-                                                                       file=sys.stderr, flush=True)
-                return function(*args, **kwargs)
-
-        return run
-
-    return decorate
-
-
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """The options generate and chat share."""
     parser.add_argument("run", help="run folder written by allmlp train")
@@ -278,7 +259,6 @@ def run_automaton(model: nn.Module, tokenizer, prompts: list[str], args: argpars
     return 0
 
 
-@one_line_warnings("allmlp generate")
 def generate_main(argv: list[str]) -> int:
     """`allmlp generate RUN --prompt ...`: stream generated text to stdout, one block per prompt."""
     parser = argparse.ArgumentParser(prog="allmlp generate", description="Generate text from a trained language "
@@ -428,7 +408,6 @@ def read_chat_line(stdin, stdout, interactive: bool, number: int) -> str | None:
     return line.rstrip("\r\n") if line else None
 
 
-@one_line_warnings("allmlp chat")
 def chat_main(argv: list[str], stdin=None, stdout=None) -> int:
     """`allmlp chat RUN`: read prompts (interactive or piped), answer each with generated text; /help for commands.
 

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from ..config import Config
 from ..data.text import TextBatches
-from ..engine import Experiment
+from ..experiment import Experiment
 from . import language
 
 
