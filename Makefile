@@ -45,7 +45,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # Every benchmark, one after the other (about 75 minutes on 2 CPU cores); each writes benchmarks/results/*.json.
-BENCHMARKS ?= engine_overhead fashion_mnist names shakespeare bengio_three highorder blocks ddp
+BENCHMARKS ?= engine_overhead faults ngram fashion_mnist names shakespeare bengio_three highorder blocks ddp
 bench: data
 	$(BIN)/allmlp data fetch shakespeare names
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
