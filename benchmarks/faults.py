@@ -87,26 +87,30 @@ def preload() -> None:
 
 def fork_cli(argv: list[str], log: Path) -> int:
     """Run `allmlp ARGV` in a forked child (a fresh process that skips the imports); returns its pid."""
+    # SIGINT is held back across the fork: one that lands in a library's at-fork hook would be swallowed there
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     pid = os.fork()
-    if pid == 0:  # the child: output to `log`, exit with the command's code, never return into the parent
-        code = 1
-        try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            sys.stdout = open(1, "w", buffering=1, closefd=False)  # pytest may have swapped sys.stdout
-            sys.stderr = open(2, "w", buffering=1, closefd=False)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            from allmlp.cli import main
+    if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        return pid
+    code = 1  # the child: output to `log`, exit with the command's code, never return into the parent
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # pytest may have swapped sys.stdout
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        from allmlp.cli import main
 
-            code = main(argv)
-        except BaseException:  # a kill by SIGINT before the engine's handler is up: Python's KeyboardInterrupt
-            code = 130
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    return pid
+        code = main(argv)
+    except BaseException:  # a kill by SIGINT before the engine's handler is up: Python's KeyboardInterrupt
+        code = 130
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def spawn_cli(argv: list[str], log: Path) -> subprocess.Popen:
