@@ -120,3 +120,19 @@ def test_fp16_on_cpu_is_a_clear_error():
         raise AssertionError("expected ConfigError")
     except ConfigError as err:
         assert "needs a GPU" in str(err)
+
+
+def test_progress_bar_follows_the_clock_under_a_time_budget():
+    from allmlp.engine import _Progress
+
+    bar = _Progress(True, total_steps=1_000_000, start_step=0, budget_seconds=120, elapsed=30)
+    task = bar.bar.tasks[0]
+    assert (task.total, task.completed) == (120, 30)  # seconds, not steps: "left" is the budget's remainder
+    bar.update(step=500, elapsed=90)
+    assert task.completed == 90 and task.fields["steps"] == "step 500"
+    bar.update(step=700, elapsed=200)  # the last step may end past the budget
+    assert task.completed == 120
+    bar.close()
+    steps_bar = _Progress(True, total_steps=400, start_step=100, budget_seconds=0, elapsed=0)
+    assert (steps_bar.bar.tasks[0].total, steps_bar.bar.tasks[0].completed) == (400, 100)
+    steps_bar.close()
