@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import add_common_arguments, output_path, write_results
+from common import add_common_arguments, output_path, smoke_fashion, smoke_names, write_results
 from safetensors.torch import load_file
 
 # Tiny trainings with dropout, one checkpoint per step; {data} is the folder of tiny data the fuzz writes.
@@ -42,27 +42,9 @@ COMMON = ["train.max_minutes=0", "train.eval_interval=0", "train.checkpoint_inte
 
 
 def write_tiny_data(folder: Path) -> dict[str, Path]:
-    """Fashion-MNIST-named IDX files of a small learnable task, and a short text file."""
-    import gzip
-    import struct
-
-    import numpy as np
-
-    images_dir = folder / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 256), ("t10k", 64)):
-        labels = rng.integers(0, 4, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(labels):
-            images[i, label * 7 + 1:label * 7 + 6, 6:22] += 180
-        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-            header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-            (images_dir / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + array.tobytes()))
-    text = folder / "names.txt"
-    names = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
-    text.write_text("\n".join(names * 30) + "\n")
-    return {"images": images_dir, "text": text}
+    """Fashion-MNIST-named IDX files of a small task, and a file of names (the smoke data of every benchmark)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"images": smoke_fashion(folder, train=256, test=64), "text": smoke_names(folder, count=300)}
 
 
 def train_argv(family: str, data: dict[str, Path], run_dir: Path, steps: int, resume: bool,
