@@ -21,7 +21,7 @@ from common import add_common_arguments, output_path, runs_folder, smoke_folder,
 from names import names_list
 
 from allmlp.checkpoint import read_metrics
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.text import fetch_corpus
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, create_model

@@ -22,7 +22,7 @@ import torch
 from common import (add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, spread,
                     write_results)
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.cache import cache_dir
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, create_model

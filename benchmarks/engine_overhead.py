@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from common import add_common_arguments, output_path, write_results
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.batches import TensorBatches
 from allmlp.data.images import get_dataset
 from allmlp.engine import Experiment, build_optimizer, fit, make_fabric

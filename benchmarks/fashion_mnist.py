@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common import add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, write_results
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters
 from allmlp.tasks import build_experiment

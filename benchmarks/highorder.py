@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, write_results
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters
 from allmlp.models.highorder.layers import PiecewisePolynomial

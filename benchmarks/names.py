@@ -24,7 +24,7 @@ from pathlib import Path
 from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, spread,
                     write_results)
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.cache import cache_dir, download
 from allmlp.data.text import MAKEMORE_NAMES, fetch_corpus, sha256_of
 from allmlp.engine import fit, make_fabric

@@ -19,7 +19,7 @@ from pathlib import Path
 from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, smoke_text, write_results
 from names import makemore_names, names_list
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.engine import fit, make_fabric
 from allmlp.tasks import build_experiment
 from allmlp.tasks.ngram import evaluate_run

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, spread,
                     write_results)
 
-from allmlp.config import build_config, load_preset
+from allmlp.config import load_preset
+from allmlp.configure import build_config
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, register_model
 from allmlp.tasks import build_experiment

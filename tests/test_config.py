@@ -1,6 +1,7 @@
 import pytest
 
-from allmlp.config import ConfigError, build_config, load_config, parse_value, save_config
+from allmlp.config import ConfigError, parse_value, save_config
+from allmlp.configure import build_config, load_config
 
 
 def test_overrides_reach_their_sections():
@@ -165,8 +166,22 @@ def test_boundary_values_are_accepted():
     cfg = build_config("fashion_mixer", ["train.max_steps=0", "train.max_epochs=0.5", "optim.min_lr_ratio=1",
                                          "optim.name=AdamW", "data.train_fraction=0.9", "data.val_fraction=0.1",
                                          "train.eval_interval=0", "optim.grad_clip=0", "train.precision=bf16-mixed",
-                                         "data.add_channel_dimension=true"])  # read by nothing, kept for the seed
+                                         ])
     assert (cfg.train.max_epochs, cfg.optim.name) == (0.5, "AdamW")
+
+
+def test_a_reference_word_with_no_effect_is_accepted_with_one_note(monkeypatch, recwarn):
+    from allmlp import compat
+
+    monkeypatch.setattr(compat, "_noted", set())
+    for _ in range(2):
+        cfg = build_config("book_highorder", ["data.add_channel_dimension=true", "data.type=sequence", "net=conv"])
+    notes = [str(w.message) for w in recwarn if "add_channel_dimension" in str(w.message)]
+    assert notes == ["data.add_channel_dimension=True changes nothing here: each network takes its chars in the "
+                     "shape it needs (one channel for conv)"]
+    assert (cfg.model.name, cfg.data.type) == ("ho_conv", "window") and not hasattr(cfg.data, "add_channel_dimension")
+    build_config("book_highorder", ["data.add_channel_dimension=false"])  # an old run folder's value: no note
+    assert len([w for w in recwarn if "add_channel_dimension" in str(w.message)]) == 1
 
 
 def test_every_shipped_preset_is_valid():

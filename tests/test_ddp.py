@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from allmlp.cli import main
-from allmlp.config import ConfigError, build_config
+from allmlp.config import ConfigError
+from allmlp.configure import build_config
 from allmlp.engine import fit, make_fabric
 from allmlp.tasks import build_experiment
 

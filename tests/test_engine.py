@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from allmlp.checkpoint import CheckpointError, load_run, load_weights
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.batches import TensorBatches
 from allmlp.engine import Experiment, fit, make_fabric
 from allmlp.models import create_model

@@ -5,7 +5,7 @@ import torch
 
 from allmlp.checkpoint import load_run
 from allmlp.cli import main
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.export import ExportError, check_export, example_input, export_model, run_exported
 from allmlp.models import create_model, list_models
 

@@ -12,7 +12,7 @@ import torch
 
 from allmlp.checkpoint import save_run
 from allmlp.cli import main
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.text import BOUNDARY, CharTokenizer
 from allmlp.generate import chat_main, generate_text, model_input, sample_id
 from allmlp.models import create_model

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from allmlp import engine
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.batches import TensorBatches
 from allmlp.data.text import CharTokenizer, TextBatches
 from allmlp.engine import Experiment, fit, lr_factor, make_fabric

@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from allmlp.automaton import neighbourhoods, reapply
-from allmlp.config import ConfigError, build_config
+from allmlp.config import ConfigError
+from allmlp.configure import build_config
 from allmlp.data.text import CharTokenizer
 from allmlp.models import count_parameters, create_model, list_models
 from allmlp.models.highorder.layers import (MaxAbsNorm, PiecewisePolynomial, PiecewisePolynomialConv1d, Polynomial,
                                             chebyshev_lobatto_nodes)
 from allmlp.models.highorder.seed_lines import SEED_LINES
-from allmlp.models.highorder.zoo import SEED_NAMES
+from allmlp.compat import NETWORK_NAMES
 
 
 @pytest.mark.parametrize("n,segments,layer_type,per_link", [
@@ -131,7 +132,7 @@ def test_conv_layer_shapes_and_maxabs_norm():
     assert out.tolist() == [[0.5, -1.0, 0.25]]
 
 
-@pytest.mark.parametrize("seed_name", SEED_NAMES)
+@pytest.mark.parametrize("seed_name", NETWORK_NAMES)
 def test_every_seed_network_builds_and_takes_a_training_step(seed_name):
     name = f"ho_{seed_name}"
     assert name in list_models("text")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from allmlp.cli import main
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.text import CharTokenizer, TextBatches
 from allmlp.models import create_model
 from allmlp.tasks import build_experiment

@@ -13,7 +13,7 @@ import yaml
 from allmlp import viz
 from allmlp.checkpoint import save_run
 from allmlp.cli import main
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.text import CharTokenizer
 from allmlp.models import create_model
 from allmlp.report import final_metrics

@@ -12,7 +12,7 @@ import torch
 
 from allmlp.checkpoint import save_run
 from allmlp.cli import main
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.text import CharTokenizer
 from allmlp.models import create_model
 from test_report import fake_image_run

@@ -5,7 +5,7 @@ import torch
 
 from allmlp.checkpoint import load_run
 from allmlp.cli import main
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.models import count_parameters, create_model
 
 RECIPES = ["cifar10_mixer_1", "cifar10_mixer_2", "cifar10_mixer_4", "cifar10_mixer_8", "cifar10_resnet20"]

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.engine import fit, make_fabric
 from allmlp.models.highorder.seed_lines import SEED_LINES
 from allmlp.tasks import build_experiment

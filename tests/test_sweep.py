@@ -9,7 +9,7 @@ import pytest
 
 from allmlp.checkpoint import load_run
 from allmlp.cli import main
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.sweep import parse_spec, share
 
 pytest.importorskip("optuna")

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from allmlp.config import build_config
+from allmlp.configure import build_config
 from allmlp.data.text import BOUNDARY, CharTokenizer, TextBatches, load_text_splits, read_text_file
 from allmlp.tasks import language
 

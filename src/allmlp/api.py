@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from .config import SECTIONS, Config, ConfigError, build_config
+from .config import SECTIONS, Config, ConfigError
+from .configure import build_config
 
 
 def _override_words(options: dict) -> list[str]:

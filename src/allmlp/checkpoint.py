@@ -19,7 +19,8 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .config import Config, config_yaml, load_config
+from .config import Config, config_yaml
+from .configure import load_config
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"

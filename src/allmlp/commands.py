@@ -76,7 +76,8 @@ def reject_other_command_words(argv: list[str]) -> None:
 def train_main(argv: list[str]) -> int:
     """`allmlp train PRESET [overrides] [--resume]`: train and save a run folder."""
     from .checkpoint import CONFIG, CheckpointError, check_run_dir
-    from .config import build_config, load_config, load_preset
+    from .config import load_preset
+    from .configure import build_config, load_config
 
     reject_other_command_words(argv)
     parser = _parser("train", "Train a model from a preset (or a run folder) with section.key=value overrides.")
@@ -132,7 +133,7 @@ def train_and_report(cfg, run_dir: Path, resume: bool = False, reuse: bool = Fal
 
 def _override_loaded(cfg, overrides: list[str]):
     """Apply command-line overrides on top of a config loaded from a run folder."""
-    from .config import build_config
+    from .configure import build_config
 
     if not overrides:
         return cfg

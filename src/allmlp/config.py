@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import reprlib
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -51,7 +50,6 @@ class DataConfig:
     type: str = "auto"  # text samples: auto (from the model), window, causal, centered, sequence
     repeats: int = 1  # high-order nets: passes over the text per epoch
     max_chars: int = 0  # text: only the first N characters of the corpus (0 = all), e.g. one ~120 KB book
-    add_channel_dimension: bool = False
 
 
 @dataclass
@@ -117,22 +115,6 @@ class Config:
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 
-# Option names of the language-interpolation seed, mapped onto ours.
-ALIASES = {
-    "net": "model",
-    "optimizer": "optim",
-    "batch_size": "data.batch_size",
-    "max_epochs": "train.max_epochs",
-    "accumulate_grad_batches": "train.accumulate_grad_batches",
-    "data.max_features": "data.context_length",  # high-order nets: context characters fed as features
-    "net.features": "data.context_length",  # the seed's centered (cellular automaton) model
-    "initialize.type": "model.initialization",
-    "net.model_type": "model.name",
-}
-# `net=small`, `optimizer=lion`: a bare section key picks the section's name (seed networks map to ho_*).
-NAME_ALIASES = {"net": "model.name", "model": "model.name", "optimizer": "optim.name", "optim": "optim.name"}
-
-
 _SHORT_REPR = reprlib.Repr()
 _SHORT_REPR.maxstring = _SHORT_REPR.maxother = 80
 _SHORT_REPR.maxlevel = 2
@@ -174,7 +156,7 @@ def check_tree(tree: Any, source: str) -> dict:
         raise ConfigError(f"{source}: expected {expected}, found a {type(tree).__name__}")
     out = {}
     for key, value in tree.items():
-        if value is None and (key in SECTIONS or key in NAME_ALIASES):
+        if value is None and key in SECTIONS:
             continue  # an empty section (`model:` with nothing under it) sets nothing
         if key in ("data", "train") and not isinstance(value, dict):
             raise ConfigError(f"{source}: section {key!r} must be a mapping of keys, found "
@@ -210,7 +192,7 @@ def parse_value(text: str) -> Any:
     return text if value is None and text.strip() not in ("null", "~") else value
 
 
-def _coerce(key: str, value: Any, annotation: Any, default: Any) -> Any:
+def coerce(key: str, value: Any, annotation: Any, default: Any) -> Any:
     """Check `value` against the declared type of `key`, converting where it is lossless."""
     kind = annotation if isinstance(annotation, type) else type(default)
     if default is None or kind is type(None):
@@ -246,45 +228,44 @@ def _coerce(key: str, value: Any, annotation: Any, default: Any) -> Any:
     raise ConfigError(f"{key}: expected {kind.__name__}, got {shown(value)} ({type(value).__name__})")
 
 
-def _unknown(key: str, valid) -> ConfigError:
+def unknown_key(key: str, valid) -> ConfigError:
+    """The error for a key that is not among `valid`, naming the closest valid ones."""
     name = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(name, list(valid), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(valid)}"
     return ConfigError(f"unknown config key {key!r}{hint}")
 
 
-def _canonical(key: str) -> str:
-    head, _, rest = key.partition(".")
-    if key in NAME_ALIASES:
-        return NAME_ALIASES[key]
-    if key in ALIASES:
-        return ALIASES[key]
-    if head in ALIASES and rest:
-        return f"{ALIASES[head]}.{rest}"
-    return key
-
-
 MAX_NESTING = 4  # model.hidden.width is 3 deep; a YAML alias can make a mapping contain itself
+LEAF_SECTIONS = ("data", "optim", "train")  # sections whose keys hold values, never mappings
 
 
-def _flatten(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """A preset's mapping as (dotted key, value) pairs; the model section may nest (`model.hidden.width`)."""
     items = []
     for key, value in tree.items():
         full = f"{prefix}{key}"
         if full.count(".") >= MAX_NESTING:
             raise ConfigError(f"{shown(full)}: nested deeper than {MAX_NESTING} levels")
-        section = _canonical(full).split(".")[0]
-        if isinstance(value, dict) and (not prefix or section == "model") and full not in ("model.args",):
-            items.extend(_flatten(value, full + "."))
+        nests = not prefix or full.split(".")[0] not in LEAF_SECTIONS
+        if isinstance(value, dict) and nests and full != "model.args":
+            items.extend(flatten(value, full + "."))
         else:
             items.append((full, value))
     return items
 
 
-def _hidden_keys(key: str) -> str:
-    # The seed's nested `net.hidden.width` / `net.hidden.layers` become model args hidden_width / hidden_layers.
-    section, _, rest = key.partition(".")
-    return f"{section}.{rest.replace('.', '_')}" if section == "model" else key
+def parse_overrides(overrides: list[str] | dict | None) -> list[tuple[str, Any]]:
+    """`section.key=value` words (or a dict) as (dotted key, parsed value) pairs."""
+    if isinstance(overrides, dict):
+        return list(overrides.items())
+    items = []
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, value = item.split("=", 1)
+        items.append((key.strip(), parse_value(value)))
+    return items
 
 
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
@@ -332,7 +313,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.val_lines": _at_least(0),
     "data.test_lines": _at_least(0),
     "data.eval_targets": _at_least(0),
-    "data.type": _one_of("auto", "window", "causal", "centered"),  # "sequence" is read as "window" before this
+    "data.type": _one_of("auto", "window", "causal", "centered"),  # compat reads "sequence" as "window"
     "data.repeats": _at_least(1),
     "data.max_chars": _at_least(0),
     "optim.name": _one_of("adamw", "adam", "sgd", "lion", ignore_case=True),  # build_optimizer lowercases it
@@ -382,65 +363,30 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def build_config(preset: str | dict | None = None, overrides: list[str] | dict | None = None) -> Config:
-    """Resolve a preset plus overrides into a validated Config; errors name the offending key."""
-    tree = load_preset(preset) if isinstance(preset, str) else check_tree(preset or {}, "config")
-    items = _flatten(tree)
-    from_preset = len(items)  # items before this index come from the preset, the rest are overrides
-    if isinstance(overrides, dict):
-        items += list(overrides.items())
-    else:
-        for item in overrides or []:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} must look like section.key=value")
-            key, value = item.split("=", 1)
-            items.append((key.strip(), parse_value(value)))
-    cfg = Config(preset=preset if isinstance(preset, str) else "")
-    model_args: dict[str, Any] = {}
-    preset_model_args: set[str] = set()  # the preset's own model keys: dropped when an override swaps the model
-    for index, (raw_key, value) in enumerate(items):
-        key = _hidden_keys(_canonical(raw_key))
+def config_from_items(items: list[tuple[str, Any]], preset: str = "") -> Config:
+    """A Config from (dotted key, value) pairs in our spelling, later pairs winning; model arguments are kept as
+    given (the model registry checks them)."""
+    cfg = Config(preset=preset)
+    for key, value in items:
         section, _, name = key.partition(".")
         if section not in SECTIONS or not name:
-            raise _unknown(raw_key, [f"{s}.<key>" for s in SECTIONS])
+            raise unknown_key(key, [f"{s}.<key>" for s in SECTIONS])
         if section == "model" and name != "name":
-            model_args[name] = value
-            if index < from_preset:
-                preset_model_args.add(name)
-            else:
-                preset_model_args.discard(name)
+            cfg.model.args[name] = value
             continue
         target = getattr(cfg, section)
         fields = {f.name: f for f in dataclasses.fields(target)}
         if name not in fields:
-            raise _unknown(f"{section}.{name}", fields)
+            raise unknown_key(f"{section}.{name}", fields)
         hints = typing.get_type_hints(type(target))
-        setattr(target, name, _coerce(key, value, hints[name], getattr(target, name)))
-    from .models.highorder.zoo import resolve_name
-
-    preset_model_names = [value for key, value in items[:from_preset] if _canonical(key) == "model.name"]
-    preset_model = resolve_name(str(preset_model_names[-1] if preset_model_names else cfg.model.name))
-    cfg.model.name = resolve_name(cfg.model.name)
-    if cfg.model.name != preset_model:  # e.g. `allmlp train fashion_mixer model.name=mlp_classifier`
-        from .models import model_kwargs
-
-        try:
-            accepted = model_kwargs(cfg.model.name)
-        except KeyError:
-            accepted = None  # validate_model_args names the unknown model
-        if accepted is not None:
-            model_args = {k: v for k, v in model_args.items() if k not in preset_model_args or k in accepted}
-    if cfg.data.type == "sequence":  # the language-interpolation seed's name for next-char windows
-        cfg.data.type = "window"
-    cfg.model.args = validate_model_args(cfg.model.name, model_args)
-    _prefer_typed_context_length(cfg, {_hidden_keys(_canonical(key)) for key, _ in items[from_preset:]})
-    return validate(cfg)
+        setattr(target, name, coerce(key, value, hints[name], getattr(target, name)))
+    return cfg
 
 
-def _prefer_typed_context_length(cfg: Config, typed: set[str]) -> None:
-    # data.context_length and model.context_length are two spellings of one length: the one typed on the command
-    # line wins over the preset's other one (README: names_bengio model.context_length=3 with the preset's
-    # data.context_length=8). Both typed and different stays an error, raised where the task fills the model args.
+def prefer_typed_context_length(cfg: Config, typed: set[str]) -> None:
+    """Make data.context_length and model.context_length, two spellings of one length, agree: the one typed on
+    the command line wins over the preset's other one (names_bengio model.context_length=3 with the preset's
+    data.context_length=8). Both typed and different stays an error, raised where the task builds the model."""
     model_length = cfg.model.args.get("context_length")
     if cfg.data.context_length <= 0 or model_length is None or model_length == cfg.data.context_length:
         return
@@ -448,28 +394,6 @@ def _prefer_typed_context_length(cfg: Config, typed: set[str]) -> None:
         cfg.data.context_length = model_length
     elif "data.context_length" in typed and "model.context_length" not in typed:
         cfg.model.args["context_length"] = cfg.data.context_length
-
-
-def validate_model_args(model_name: str, args: dict) -> dict:
-    """Check model keyword arguments against the registered factory's signature and defaults."""
-    from .models import model_kwargs
-
-    if "." in model_name and not args:  # a module.Class trained through allmlp.fit: nothing registered to check
-        return {}
-    try:
-        params = model_kwargs(model_name)
-    except KeyError as err:
-        raise ConfigError(f"model.name: {err.args[0]}") from None
-    out = {}
-    for name, value in args.items():
-        if name not in params:
-            raise _unknown(f"model.{name}", params)
-        default = params[name].default
-        annotation = params[name].annotation
-        if isinstance(annotation, str) or annotation is params[name].empty or isinstance(annotation, types.UnionType):
-            annotation = type(default) if default is not params[name].empty else object
-        out[name] = _coerce(f"model.{name}", value, annotation, default)
-    return out
 
 
 def config_yaml(cfg: Config) -> str:
@@ -482,8 +406,8 @@ def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(config_yaml(cfg))
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a config.yaml written by `save_config` back into a Config; every error names the file."""
+def read_config_tree(path: str | Path) -> tuple[dict, str]:
+    """The sections and the preset name of a config.yaml written by `save_config`; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
@@ -491,9 +415,4 @@ def load_config(path: str | Path) -> Config:
     preset = tree.pop("preset", "")
     if not isinstance(preset, str):
         raise ConfigError(f"{path}: preset: expected str, got {shown(preset)} ({type(preset).__name__})")
-    try:
-        cfg = build_config(tree)
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    cfg.preset = preset
-    return cfg
+    return tree, preset

@@ -241,7 +241,8 @@ def finetune_main(argv: list[str]) -> int:
     import argparse
 
     from .commands import train_and_report
-    from .config import build_config, load_preset
+    from .config import load_preset
+    from .configure import build_config
 
     parser = argparse.ArgumentParser(prog="allmlp finetune", epilog=FINETUNE_EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,

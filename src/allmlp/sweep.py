@@ -88,7 +88,8 @@ def trial_overrides(space: list[SearchSpace], values: dict, fixed: list[str], ru
 
 def check_space(preset: str, space: list[SearchSpace], fixed: list[str]) -> None:
     """Build the config at the range ends and every choice, so that a wrong key fails before any training."""
-    from .config import ConfigError, build_config
+    from .config import ConfigError
+    from .configure import build_config
 
     for s in space:
         for value in (s.choices if s.choices is not None else [s.low, s.high]):
@@ -104,7 +105,7 @@ def run_trial(trial, preset: str, space: list[SearchSpace], fixed: list[str], sw
     import optuna
 
     from .checkpoint import read_metrics
-    from .config import build_config
+    from .configure import build_config
     from .engine import run
 
     run_dir = sweep_dir / f"trial_{trial.number}"
@@ -218,7 +219,7 @@ EPILOG = """examples:
 
 def main(argv: list[str]) -> int:
     """`allmlp sweep`: parse, check the search space, run the workers, print and save the results."""
-    from .config import build_config
+    from .configure import build_config
 
     parser = argparse.ArgumentParser(prog="allmlp sweep", description=__doc__.split("\n\n")[0],
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -6,9 +6,12 @@ import difflib
 import importlib
 import inspect
 import pkgutil
+import types
 from typing import Callable
 
 import torch.nn as nn
+
+from ..config import ConfigError, coerce, unknown_key
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _INFO: dict[str, dict] = {}
@@ -72,6 +75,28 @@ def create_model(name: str, **kwargs) -> nn.Module:
             hint = f"; did you mean {', '.join(close)}?" if close else f"; valid: {', '.join(valid)}"
             raise TypeError(f"model {name!r} has no argument {key!r}{hint}")
     return factory(**kwargs)
+
+
+def check_model_args(name: str, args: dict, inherited: set[str] = frozenset()) -> dict:
+    """`args` checked against the factory of `name` (keys, and types from its signature and defaults); `inherited`
+    args that `name` does not take are dropped (a preset's keys for the model that an override replaced)."""
+    if "." in name and not args:  # a module.Class trained through allmlp.fit: nothing registered to check
+        return {}
+    try:
+        params = model_kwargs(name)
+    except KeyError as err:
+        raise ConfigError(f"model.name: {err.args[0]}") from None
+    out = {}
+    for key, value in args.items():
+        if key not in params:
+            if key in inherited:
+                continue
+            raise unknown_key(f"model.{key}", params)
+        default, annotation = params[key].default, params[key].annotation
+        if isinstance(annotation, str) or annotation is params[key].empty or isinstance(annotation, types.UnionType):
+            annotation = type(default) if default is not params[key].empty else object
+        out[key] = coerce(f"model.{key}", value, annotation, default)
+    return out
 
 
 def count_parameters(model: nn.Module) -> int:

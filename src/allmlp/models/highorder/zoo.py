@@ -1,21 +1,12 @@
-"""The seed's networks, registered as text models `ho_<seed name>` (`net=small` in a preset or override maps to
-`model.name=ho_small`). Factory arguments are the seed's `net.*` keys; `context_length` is `data.max_features`."""
+"""The language-interpolation project's networks, registered as text models `ho_<its name>` (`net=small` in a
+preset or override maps to `model.name=ho_small`, see compat.py). Factory arguments are its `net.*` keys;
+`context_length` is its `data.max_features`."""
 
 from __future__ import annotations
 
 from .. import register_model
 from .networks import (HighOrderConvNet, HighOrderInputMLP, HighOrderMamba, HighOrderMLP, HighOrderTransformer,
                        TailFocusNet)
-
-SEED_NAMES = ("small", "large_single_layer", "large_double_layer", "large_standard", "conv", "tail_focus",
-              "transformer", "high_order_input_transformer", "mamba", "centered")
-PREFIX = "ho_"
-
-
-def resolve_name(name: str) -> str:
-    """A seed network name (`small`) -> its registry name (`ho_small`); other names unchanged."""
-    return PREFIX + name if name in SEED_NAMES else name
-
 
 @register_model("ho_small", task="text")
 def ho_small(vocab_size: int = 65, context_length: int = 16, n: int = 2, segments: int = 2,
