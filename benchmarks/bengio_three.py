@@ -25,7 +25,7 @@ from allmlp.configure import build_config
 from allmlp.data.text import fetch_corpus
 from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, create_model
-from allmlp.models.scratch import copy_weights
+from allmlp.models.bengio import copy_weights
 from allmlp.tasks import build_experiment
 from allmlp.viz import plot_char_embeddings, vocab_labels
 

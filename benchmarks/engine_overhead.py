@@ -28,7 +28,7 @@ from allmlp.data.batches import TensorBatches
 from allmlp.data.images import get_dataset
 from allmlp.engine import Experiment, build_optimizer, fit, make_fabric
 from allmlp.models import count_parameters, create_model
-from allmlp.tasks.classification import fill_model_args
+from allmlp.tasks.classification import data_model_args
 
 
 def bench_config(preset: str, steps: int, checkpoint_interval: int = 0):
@@ -36,7 +36,7 @@ def bench_config(preset: str, steps: int, checkpoint_interval: int = 0):
     cfg = build_config(preset, [f"train.max_steps={steps}", "train.eval_interval=0", "train.max_minutes=0",
                                 f"train.checkpoint_interval={checkpoint_interval}"])
     spec = get_dataset(cfg.data.name)
-    fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
+    cfg.model.args.update(data_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes)))
     return cfg
 
 

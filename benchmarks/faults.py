@@ -60,7 +60,7 @@ def preload() -> None:
     import lightning.fabric  # noqa: F401
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
-    import allmlp.commands  # noqa: F401
+    import allmlp.cli.train  # noqa: F401
     import allmlp.engine  # noqa: F401
     import allmlp.tasks.classification  # noqa: F401
     import allmlp.tasks.language  # noqa: F401

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from allmlp.checkpoint import load_weights, save_weights
 from allmlp.models import count_parameters, create_model
-from allmlp.models.scratch import copy_weights, manual_loss_and_grads
+from allmlp.models.bengio import copy_weights, manual_loss_and_grads
 
 NAMES = ("bengio", "bengio_raw", "bengio_layers")
 SMALL = dict(vocab_size=7, context_length=4, embedding_dim=3, hidden_dim=16)

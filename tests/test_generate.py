@@ -14,7 +14,8 @@ from allmlp.checkpoint import save_run
 from allmlp.cli import main
 from allmlp.configure import build_config
 from allmlp.data.text import BOUNDARY, CharTokenizer
-from allmlp.generate import chat_main, generate_text, model_input, sample_id
+from allmlp.cli.chat import main as chat_main
+from allmlp.generate import generate_text, model_input, sample_id
 from allmlp.models import create_model
 
 TINY = {"causal_mixer": dict(embedding_dim=8, depth=1, channels_mlp_dim=16, num_heads=1),

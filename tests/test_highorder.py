@@ -250,7 +250,7 @@ def test_data_repeats_multiplies_the_steps_of_an_epoch(tmp_path):
 
 def test_generate_on_a_trained_centered_run_grows_the_prompt_and_shows_every_pass(tmp_path, capsys):
     from allmlp.cli import main
-    from allmlp.generate import AUTOMATON_GROW, DEFAULT_REAPPLY
+    from allmlp.automaton import AUTOMATON_GROW, DEFAULT_REAPPLY
 
     corpus = tmp_path / "book.txt"
     corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 40)

@@ -179,7 +179,7 @@ def test_curves_against_samples_or_time_from_the_command_line(five_runs, tmp_pat
 
 def test_vs_draws_the_final_metric_against_a_config_key(five_runs, tmp_path, capsys, monkeypatch):
     drawn, real_figure = [], viz.metric_vs_key_figure
-    monkeypatch.setattr(viz, "metric_vs_key_figure", lambda points, key, metric: drawn.append(
+    monkeypatch.setattr(viz.plots, "metric_vs_key_figure", lambda points, key, metric: drawn.append(
         real_figure(points, key, metric)) or drawn[-1])
     out = tmp_path / "blocks.html"
     assert main(["report", *map(str, five_runs), "--vs", "model.depth", "--out", str(out)]) == 0

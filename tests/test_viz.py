@@ -117,7 +117,7 @@ def test_char_embeddings_scatter(tmp_path):
     assert png_size(path) == (700, 700)
     with pytest.raises(ValueError, match="6 embedding rows"):
         viz.plot_char_embeddings(weights, ["a"], tmp_path / "bad.png")
-    points, _ = viz._project_2d(weights)
+    points, _ = viz.plots._project_2d(weights)
     centered = weights - weights.mean(0)
     # PCA keeps the two directions of largest variance: their variance is the top two singular values squared
     top = torch.linalg.svdvals(centered)[:2] ** 2

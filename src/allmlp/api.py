@@ -34,7 +34,7 @@ def fit(model: nn.Module, preset: str = "fashion_mixer", run_dir: str | Path | N
     The run folder gets weights, metrics, TensorBoard logs and a config naming the model's class; reload the
     weights with `allmlp.checkpoint.load_weights(model, run_dir / "model.safetensors")`.
     """
-    from .engine import run
+    from .engine import default_run_dir, run
     from .tasks import build_experiment
 
     cfg: Config = build_config(preset, _override_words(options))
@@ -45,5 +45,5 @@ def fit(model: nn.Module, preset: str = "fashion_mixer", run_dir: str | Path | N
         config.model.name, config.model.args = model_class, {}  # what config.yaml says was trained
         return experiment
 
-    folder = run_dir or Path(cfg.train.out_dir) / (cfg.train.run_name or f"{Path(preset).stem}_{type(model).__name__}")
+    folder = run_dir or default_run_dir(cfg, f"_{type(model).__name__}")
     return run(cfg, folder, reuse=run_dir is not None, build=build)

@@ -14,6 +14,14 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
+from .generate import pad_id
+
+# A centered model guesses a char from both sides, so it has no "next" char to stream: it continues a prompt the
+# language-interpolation project's way, rewriting the whole text DEFAULT_REAPPLY times (its data.reapply) while it
+# grows at both ends.
+DEFAULT_REAPPLY = 10
+AUTOMATON_GROW = 2
+
 
 def neighbourhoods(ids: torch.Tensor, context_length: int, pad: int) -> torch.Tensor:
     """(L,) ids -> (L, T): the T//2 ids before and the T - T//2 after every position (the position itself left out)."""
@@ -25,8 +33,6 @@ def neighbourhoods(ids: torch.Tensor, context_length: int, pad: int) -> torch.Te
 
 def blank_id(tokenizer) -> int:
     """The id new room is filled with: a space as the seed uses, else the generation pad."""
-    from .generate import pad_id
-
     return tokenizer.stoi.get(" ", pad_id(tokenizer))
 
 
@@ -38,8 +44,6 @@ def reapply_passes(model: nn.Module, tokenizer, text: str, times: int, top_k: in
     top_k=1 takes the likeliest character (the seed's topk=1); a larger top_k samples among the k likeliest.
     Each pass first adds `grow` blank chars at both ends (0: the text keeps its length).
     """
-    from .generate import pad_id
-
     if getattr(model, "lm_kind", None) != "centered":
         raise ValueError(f"reapply needs a centered model (lm_kind 'centered'), got {getattr(model, 'lm_kind', None)!r}")
     if times < 0 or top_k < 1 or grow < 0:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,6 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from .config import Config, config_yaml
 from .configure import load_config
+from .files import atomic_write_bytes, replace_durably, temporary_path
+from .models.protocol import hook, unwrap
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -33,40 +33,6 @@ DIGEST_KEY = "allmlp.sha256"
 
 class CheckpointError(ValueError):
     """A run folder is missing, incomplete or corrupt; the message names the file."""
-
-
-def _temp_path(path: Path) -> Path:
-    """A fresh, unique temporary name beside `path` (two processes never share one)."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(name)
-
-
-def _replace_durably(tmp: Path, path: Path) -> None:
-    """Flush `tmp` to disk, then rename it over `path`: readers see the old file or the new one, never half."""
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a unique temporary file and a rename, so a crash never leaves half a file."""
-    tmp = _temp_path(path)
-    try:
-        tmp.write_bytes(data)
-        _replace_durably(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under Fabric, DDP and torch.compile wrappers (its state dict has the real names)."""
-    while True:
-        inner = getattr(model, "_forward_module", None) or getattr(model, "_orig_mod", None) \
-            or getattr(model, "module", None)
-        if inner is None or not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -87,10 +53,10 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors with their digest in the header, atomically."""
-    tmp = _temp_path(path)
+    tmp = temporary_path(path)
     try:
         save_file(tensors, str(tmp), metadata={**(metadata or {}), DIGEST_KEY: tensor_digest(tensors)})
-        _replace_durably(tmp, path)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -195,7 +161,7 @@ def save_run(run_dir: Path, model: nn.Module, cfg: Config, tokenizer=None) -> No
     """Write weights, config and (for text) tokenizer into the run folder."""
     run_dir.mkdir(parents=True, exist_ok=True)
     save_weights(model, run_dir / WEIGHTS)
-    save_files = getattr(unwrap(model), "save_files", None)  # models with state outside tensors (LightGBM)
+    save_files = hook(unwrap(model), "save_files")  # models with state outside tensors (LightGBM)
     if save_files is not None:
         save_files(run_dir)
     atomic_write_bytes(run_dir / CONFIG, config_yaml(cfg).encode())
@@ -245,8 +211,9 @@ def load_run(run_dir: str | Path, map_location: str = "cpu"):
                               f"{run_dir / WEIGHTS} with allmlp.checkpoint.load_weights(model, path)")
     model = create_model(cfg.model.name, **cfg.model.args)
     load_weights(model, run_dir / WEIGHTS)
-    if hasattr(model, "load_files"):  # e.g. the LightGBM booster's model.txt
-        model.load_files(run_dir)
+    load_files = hook(model, "load_files")  # e.g. the LightGBM booster's model.txt
+    if load_files is not None:
+        load_files(run_dir)
     model.to(map_location).eval()
     return model, cfg, load_tokenizer(run_dir, cfg)
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from . import checkpoint as ckpt
 from . import rundir
+from .files import atomic_write_bytes
 from .config import Config, ConfigError, OptimConfig, TrainConfig
 from .experiment import Experiment, Hook, LossFn  # noqa: F401  (re-exported: the engine's public contract)
 
@@ -167,7 +168,7 @@ class _Writer:
         if enabled:
             records = ckpt.read_metrics(run_dir) if resume_step > 0 else []
             kept = [r for r in records if r.get("step", 0) <= resume_step]
-            ckpt.atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+            atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             from torch.utils.tensorboard import SummaryWriter
 
@@ -394,18 +395,23 @@ def _on_rank_zero_first(fabric, action: Callable[[], object], then_others: bool 
     return action() if fabric.global_rank > 0 and then_others else result
 
 
-def run(cfg: Config, run_dir: str | Path, resume: bool = False, reuse: bool | None = None,
-        prepare: Callable[[Experiment, Path, object], None] | None = None,
-        build: Callable[[Config], Experiment] | None = None) -> dict:
-    """One training from a config: processes, run folder, seed, experiment, fit, shutdown. Returns fit's result
-    with "run_dir".
+def default_run_dir(cfg: Config, suffix: str = "") -> Path:
+    """Where a run goes when no folder is named: train.out_dir / (train.run_name, else the preset's name + suffix)."""
+    return Path(cfg.train.out_dir) / (cfg.train.run_name or f"{Path(cfg.preset).stem or cfg.model.name}{suffix}")
 
-    The run folder is locked for the whole training (a second training on it fails at once). With
-    `reuse` false (default unless resuming) `run_dir` is a base name and the first free of `run_dir`, `run_dir-2`,
-    ... is taken; a folder made here is removed again if the run is rejected before its first step.
-    `build(cfg)` makes the experiment (default: the config's task). `prepare(experiment, run_dir, fabric)` runs
-    on every rank before training (add hooks, print a header).
-    The result also holds "rank", this process's global rank (0 prints, the others stay quiet).
+
+def run(cfg: Config, run_dir: str | Path | None = None, resume: bool = False, reuse: bool | None = None,
+        hooks: tuple[Hook, ...] | list[Hook] = (), prepare: Callable[[Experiment, Path, object], object] | None = None,
+        build: Callable[[Config], Experiment] | None = None) -> dict:
+    """One training from a config: processes, run folder, seed, experiment (rank 0 first), fit, shutdown. Returns
+    fit's result with "run_dir" and "rank" (this process's global rank: 0 prints, the others stay quiet).
+
+    The run folder (default: `default_run_dir(cfg)`) is locked for the whole training (a second training on it
+    fails at once). With `reuse` false (default unless resuming) it is a base name and the first free of
+    `run_dir`, `run_dir-2`, ... is taken; a folder made here is removed again if the run is rejected before its
+    first step. `build(cfg)` makes the experiment (default: the config's task); `hooks` are added to its
+    evaluation hooks; `prepare(experiment, run_dir, fabric)` runs on every rank before training (load weights,
+    add hooks, print a header).
     """
     if build is None:
         from .tasks import build_experiment as build
@@ -413,12 +419,14 @@ def run(cfg: Config, run_dir: str | Path, resume: bool = False, reuse: bool | No
     fabric = make_fabric(cfg.train)
     fabric.launch()
     reuse = resume if reuse is None else reuse
-    folder = _on_rank_zero_first(fabric, lambda: rundir.claim(run_dir, reuse=reuse), then_others=False)
+    target = default_run_dir(cfg) if run_dir is None else run_dir
+    folder = _on_rank_zero_first(fabric, lambda: rundir.claim(target, reuse=reuse), then_others=False)
     path = Path(fabric.broadcast(str(folder.path) if folder is not None else "", src=0))
     try:
         fabric.seed_everything(cfg.train.seed, verbose=False)
         # rank 0 downloads and caches the data first; the other ranks then read the cache
         exp = _on_rank_zero_first(fabric, lambda: build(cfg))
+        exp.hooks.extend(hooks)
         if prepare is not None:
             prepare(exp, path, fabric)
         result = fit(fabric, exp, cfg, path, resume=resume)

@@ -1,8 +1,7 @@
-"""`allmlp export RUN --format onnx|torchscript|pt2`: a deployable model file, checked against the checkpoint's logits."""
+"""A deployable model file (onnx, torchscript or pt2) of a run, checked against the checkpoint's logits."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import warnings
 from pathlib import Path
@@ -105,25 +104,16 @@ def check_export(model: nn.Module, path: str | Path, fmt: str, inputs: torch.Ten
     return diff
 
 
-def export_main(argv: list[str]) -> int:
-    """`allmlp export RUN --format onnx|torchscript|pt2 [--out FILE]`: export and verify the logits."""
+def export_run(run: str | Path, fmt: str = "onnx", out: str | Path | None = None, atol: float = 1e-4) -> dict:
+    """Export a run folder's model (default file: RUN/model.onnx, model.torchscript.pt or model.pt2) and check it
+    on another batch size than the one traced; returns {"path", "model", "max_diff"}."""
     from .checkpoint import load_run
 
-    parser = argparse.ArgumentParser(prog="allmlp export",
-                                     description="Export a run's model for deployment and check that the file "
-                                                 "gives the checkpoint's logits (onnx: onnxruntime, or onnx's "
-                                                 "reference evaluator when onnxruntime is not installed).")
-    parser.add_argument("run", help="run folder written by allmlp train")
-    parser.add_argument("--format", default="onnx", choices=list(FORMATS),
-                        help="onnx (default), torchscript (torch.jit.trace) or pt2 (torch.export)")
-    parser.add_argument("--out", help="output file (default: RUN/model.onnx, model.torchscript.pt or model.pt2)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="largest accepted logit difference")
-    args = parser.parse_args(argv)
-    model, cfg, tokenizer = load_run(args.run)
-    out = Path(args.out) if args.out else Path(args.run) / FORMATS[args.format]
-    export_model(model, example_input(model, cfg, 2, tokenizer), args.format, out)
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: unknown format {fmt!r}; choose {', '.join(FORMATS)}")
+    model, cfg, tokenizer = load_run(run)
+    out = Path(out) if out else Path(run) / FORMATS[fmt]
+    export_model(model, example_input(model, cfg, 2, tokenizer), fmt, out)
     # Checked on another batch size than the one traced, so a batch size frozen into the file shows up here.
-    diff = check_export(model, out, args.format, example_input(model, cfg, 3, tokenizer), args.atol)
-    print(f"exported {cfg.model.name} to {out} ({args.format}, {out.stat().st_size / 1e6:.2f} MB); "
-          f"max |logit difference| on 3 inputs: {diff:.2e}")
-    return 0
+    diff = check_export(model, out, fmt, example_input(model, cfg, 3, tokenizer), atol)
+    return {"path": out, "model": cfg.model.name, "max_diff": diff}

@@ -2,7 +2,7 @@
 
 Both layouts are converted to our names (`stem.proj`, `blocks.{i}.token_mixing.fc1`, ...) and loaded into a
 `mixer_*` model, with a new head and token-mixing weights resized over the patch grid where needed.
-`allmlp finetune --weights FILE PRESET` trains from such weights.
+`allmlp finetune --weights FILE PRESET` (cli/finetune.py) trains from such weights.
 """
 
 from __future__ import annotations
@@ -190,8 +190,8 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], new_head: 
     `new_head` keeps the model's freshly initialised head (another class count). Token-mixing weights are
     resized when the patch grid differs; every other mismatch is a PretrainedError listing the keys.
     """
-    from .checkpoint import unwrap
     from .models.mixer import MlpMixer
+    from .models.protocol import unwrap
 
     model = unwrap(model)
     if not isinstance(model, MlpMixer):
@@ -227,50 +227,3 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], new_head: 
                               f"({'; '.join(parts)})")
     model.load_state_dict(state)
     return {"resized": resized, "new_head": new_head}
-
-
-FINETUNE_EPILOG = """examples:
-  allmlp finetune --weights Mixer-B_16.npz cifar10_mixer_4 --model mixer_b16 model.img_size=64 data.val_size=0
-  allmlp finetune --weights jx_mixer_b16_224-76587d61.pth my_preset.yaml --model mixer_b16 model.img_size=384
---model NAME replaces the preset's model section (its dimensions) by the variant NAME with its defaults.
-"""
-
-
-def finetune_main(argv: list[str]) -> int:
-    """`allmlp finetune --weights FILE PRESET [overrides]`: train a mixer_* model starting from pretrained weights."""
-    import argparse
-
-    from .commands import train_and_report
-    from .config import load_preset
-    from .configure import build_config
-
-    parser = argparse.ArgumentParser(prog="allmlp finetune", epilog=FINETUNE_EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="Fine-tune a mixer_* model from official .npz or timm-layout "
-                                                 "weights: new head for the data's classes, token-mixing "
-                                                 "weights resized to the new patch grid.")
-    parser.add_argument("--weights", required=True, help="FILE.npz (google-research), .pth/.pt/.bin or .safetensors")
-    parser.add_argument("preset", help="preset name or YAML file (the model must be a mixer_* variant)")
-    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. model.img_size=64 optim.lr=1e-4")
-    parser.add_argument("--model", help="use this mixer_* variant (its default dimensions) instead of the preset's model")
-    parser.add_argument("--keep-head", action="store_true", help="load the checkpoint's head too (same classes)")
-    parser.add_argument("--run-dir", help="run folder (default: train.out_dir/<run_name or preset>_finetune)")
-    args = parser.parse_intermixed_args(argv)  # options may follow the overrides
-
-    state = read_weights(args.weights)
-    if args.model:
-        tree = {**load_preset(args.preset), "model": {"name": args.model}}
-        cfg = build_config(tree, args.overrides)
-        cfg.preset = args.preset
-    else:
-        cfg = build_config(args.preset, args.overrides)
-    name = cfg.train.run_name or f"{Path(args.preset).stem}_finetune"
-    run_dir = Path(args.run_dir) if args.run_dir else Path(cfg.train.out_dir) / name
-
-    def start_from_weights(exp, path, fabric) -> str:
-        report = load_pretrained(exp.model, state, new_head=not args.keep_head)
-        adapted = ", ".join(filter(None, [report["resized"] and f"token mixing resized {report['resized']}",
-                                          report["new_head"] and "new head"]))
-        return f" from {args.weights} ({adapted or 'loaded as is'})"
-
-    return train_and_report(cfg, run_dir, reuse=bool(args.run_dir), prepare=start_from_weights)

@@ -1,4 +1,4 @@
-"""`allmlp sweep PRESET --trials N key=low:high[:log] key=a,b,c [fixed key=value ...]`: hyper-parameter search.
+"""Hyper-parameter search (`allmlp sweep PRESET --trials N key=low:high[:log] key=a,b,c [key=value ...]`).
 
 Optuna's TPE sampler proposes each trial's values, the median pruner stops trials whose intermediate val loss is
 worse than the median of earlier trials at the same step, and every trial is an ordinary run folder
@@ -9,15 +9,12 @@ that share the study through an optuna journal file. This replaces the seed's hy
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -100,8 +97,10 @@ def check_space(preset: str, space: list[SearchSpace], fixed: list[str]) -> None
                 raise ConfigError(f"sweep: {s.key} at {value}: {err}") from None
 
 
-def run_trial(trial, preset: str, space: list[SearchSpace], fixed: list[str], sweep_dir: Path, metric: str) -> float:
-    """Train one trial in this process; reports each evaluation to the pruner. Returns the final metric."""
+def run_trial(trial, preset: str, space: list[SearchSpace], fixed: list[str], sweep_dir: Path, metric: str,
+              log: Callable[[str], None] | None = None) -> float:
+    """Train one trial in this process; reports each evaluation to the pruner, and `log`s a line with its result.
+    Returns the final metric."""
     import optuna
 
     from .checkpoint import read_metrics
@@ -127,8 +126,8 @@ def run_trial(trial, preset: str, space: list[SearchSpace], fixed: list[str], sw
     if metric not in result:
         raise ValueError(f"sweep: metric {metric!r} not among the run's results ({', '.join(result)})")
     trial.set_user_attr("run_dir", str(run_dir))
-    print(f"trial {trial.number}: {metric} {result[metric]:.4f}  " +
-          " ".join(f"{k}={v}" for k, v in values.items()), flush=True)
+    if log is not None:
+        log(f"trial {trial.number}: {metric} {result[metric]:.4f}  " + " ".join(f"{k}={v}" for k, v in values.items()))
     return float(result[metric])
 
 
@@ -146,11 +145,11 @@ def open_study(sweep_dir: Path, direction: str, seed: int, prune: bool):
 
 
 def optimize(preset: str, items: list[str], sweep_dir: Path, trials: int, metric: str, direction: str, seed: int,
-             prune: bool) -> None:
+             prune: bool, log: Callable[[str], None] | None = None) -> None:
     """Run `trials` trials of the study in this process (one worker of a sweep)."""
     space, fixed = parse_spec(items)
     study = open_study(sweep_dir, direction, seed, prune)
-    study.optimize(lambda t: run_trial(t, preset, space, fixed, sweep_dir, metric), n_trials=trials,
+    study.optimize(lambda t: run_trial(t, preset, space, fixed, sweep_dir, metric, log), n_trials=trials,
                    catch=(RuntimeError, FloatingPointError))
 
 
@@ -194,77 +193,6 @@ def save_best(rows: list[dict], sweep_dir: Path) -> Path | None:
     return path
 
 
-def print_table(rows: list[dict], metric: str) -> None:
-    """The results as a rich table, best first."""
-    from rich.console import Console
-    from rich.table import Table
-
-    columns = [c for c in dict.fromkeys(k for r in rows for k in r) if c != "run_dir"]
-    table = Table(*columns, title=f"sweep results ({metric})")
-    for r in rows:
-        table.add_row(*[f"{r.get(c):.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns])
-    Console().print(table)
-
-
 def share(trials: int, jobs: int) -> list[int]:
     """Trials per worker, as even as possible."""
     return [trials // jobs + (1 if i < trials % jobs else 0) for i in range(jobs)]
-
-
-EPILOG = """examples:
-  allmlp sweep book_highorder --trials 20 optim.lr=1e-5:1e-2:log net.hidden.width=50:400 net.n=2,3,4 max_epochs=5
-  allmlp sweep shakespeare_mixer --trials 8 --jobs 2 optim.lr=1e-4:1e-2:log train.max_steps=500
-"""
-
-
-def main(argv: list[str]) -> int:
-    """`allmlp sweep`: parse, check the search space, run the workers, print and save the results."""
-    from .configure import build_config
-
-    parser = argparse.ArgumentParser(prog="allmlp sweep", description=__doc__.split("\n\n")[0],
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("preset", help="preset name or YAML file")
-    parser.add_argument("items", nargs="+", help="key=low:high[:log] (range), key=a,b,c (choices), key=value (fixed)")
-    parser.add_argument("--trials", type=int, default=10, help="number of trials (default 10)")
-    parser.add_argument("--jobs", type=int, default=1, help="trials run in parallel processes (default 1)")
-    parser.add_argument("--name", help="sweep name: folder runs/sweep_NAME (default: the preset's name)")
-    parser.add_argument("--metric", default="val/loss", help="what to optimise (default val/loss)")
-    parser.add_argument("--direction", choices=["minimize", "maximize"], default="minimize")
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed")
-    parser.add_argument("--no-prune", action="store_true", help="run every trial to the end")
-    parser.add_argument("--worker", type=int, default=-1, help=argparse.SUPPRESS)
-    args = parser.parse_intermixed_args(argv)
-    if args.trials < 1 or args.jobs < 1:
-        parser.error("--trials and --jobs must be >= 1")
-    space, fixed = parse_spec(args.items)
-    base = build_config(args.preset, fixed)
-    name = args.name or Path(args.preset).stem
-    sweep_dir = Path(base.train.out_dir) / f"sweep_{name}"
-    if args.worker >= 0:  # one of the --jobs processes
-        optimize(args.preset, args.items, sweep_dir, args.trials, args.metric, args.direction,
-                 args.seed + args.worker, not args.no_prune)
-        return 0
-    check_space(args.preset, space, fixed)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    print(f"sweep {sweep_dir}: {args.trials} trials, {args.jobs} job(s), searching "
-          + ", ".join(s.key for s in space), flush=True)
-    if args.jobs == 1:
-        optimize(args.preset, args.items, sweep_dir, args.trials, args.metric, args.direction, args.seed,
-                 not args.no_prune)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // args.jobs)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        common = [args.preset, *args.items, "--metric", args.metric, "--direction", args.direction,
-                  "--seed", str(args.seed), "--name", name] + (["--no-prune"] if args.no_prune else [])
-        workers = [subprocess.Popen([sys.executable, "-m", "allmlp", "sweep", *common, "--trials", str(count),
-                                     "--worker", str(i)], env=env)
-                   for i, count in enumerate(share(args.trials, args.jobs)) if count]
-        codes = [w.wait() for w in workers]
-        if any(codes):
-            raise RuntimeError(f"sweep: worker exit codes {codes}")
-    rows = results_table(sweep_dir, args.metric, args.direction)
-    print_table(rows, args.metric)
-    best = save_best(rows, sweep_dir)
-    print(f"results: {sweep_dir / 'results.csv'}" + (f"\nbest config: {best}  (allmlp train {best})" if best else
-                                                       "\nno trial completed"))
-    return 0

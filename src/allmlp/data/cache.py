@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
+
+from ..files import temporary_path
 
 
 def cache_dir() -> Path:
@@ -17,30 +18,10 @@ def cache_dir() -> Path:
     return path
 
 
-def temporary_path(target: Path) -> Path:
-    """A new, unique file next to `target`: write it there, then `os.replace` it onto `target`.
-
-    Unique, so that two processes fetching the same file never write into each other's half-written copy.
-    """
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(handle)
-    return Path(name)
-
-
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write `target` so that it is either complete or absent, even after a crash."""
-    tmp = temporary_path(target)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def download(urls: list[str], target: Path, timeout: float = 30.0) -> Path:
     """Download the first URL that answers into `target` (written to a temporary name, then renamed)."""
     errors = []
-    tmp = temporary_path(target)
+    tmp = temporary_path(target, ".part")
     try:
         for url in urls:
             try:

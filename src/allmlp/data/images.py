@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import cache_dir, download, write_atomic
+from ..files import atomic_write_bytes
+from .cache import cache_dir, download
 
 
 class DataError(ValueError):
@@ -239,7 +240,7 @@ def _copy_or_download(spec: ImageDataset, idx: IdxFile, folder: Path) -> Path:
         if source is not None:
             _verify_idx(source, idx)
             target = folder / source.name
-            write_atomic(target, source.read_bytes())
+            atomic_write_bytes(target, source.read_bytes())
             return target
     download([url + f"{idx.name}.gz" for url in spec.urls], target)
     return target

@@ -18,8 +18,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..files import atomic_write_bytes, temporary_path
 from .batches import generator_for, split_for_rank
-from .cache import cache_dir, download, temporary_path, write_atomic
+from .cache import cache_dir, download
 
 BOUNDARY = "\n"  # line data sets: the start/end token (makemore's '.') is the newline that separates lines
 LM_KINDS = ("window", "causal", "centered")
@@ -154,13 +155,13 @@ def fetch_corpus(name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target, recorded = folder / f"{name}.txt", folder / f"{name}.txt.sha256"
     if not target.is_file():
-        tmp = temporary_path(target)
+        tmp = temporary_path(target, ".part")
         try:
             corpus.build(tmp)
             actual = sha256_of(tmp)
             if corpus.sha256 and actual != corpus.sha256:
                 raise OSError(f"corpus {name}: checksum mismatch (got {actual}, expected {corpus.sha256})")
-            write_atomic(recorded, (actual + "\n").encode())
+            atomic_write_bytes(recorded, (actual + "\n").encode())
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

@@ -2,8 +2,8 @@
 
 Features are the `context_length` previous character ids (categorical), the target the next id (multiclass).
 Training runs through the same engine: every optimizer step adds `rounds_per_step` boosting rounds (no
-gradients), evaluations report val loss / bits per char, and the run folder holds the booster as `model.txt`.
-This module is also the task module of models registered with task "gbm" (see tasks/__init__.py).
+gradients), evaluations report val loss / bits per char, and the run folder holds the booster as `model.txt`
+(the task: tasks/gbm.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..files import atomic_write_bytes
 from . import register_model
 
 BOOSTER_FILE = "model.txt"
@@ -87,8 +88,6 @@ class GBMLanguageModel(nn.Module):
 
     def save_files(self, run_dir: Path) -> None:
         """Write the booster as model.txt (atomically) next to the run's other files."""
-        from ..checkpoint import atomic_write_bytes
-
         if self.booster is not None:
             atomic_write_bytes(Path(run_dir) / BOOSTER_FILE, self.booster.model_to_string().encode())
 
@@ -107,27 +106,3 @@ def gbm(vocab_size: int = 65, context_length: int = 16, num_leaves: int = 31, le
     """LightGBM next-char model on the previous `context_length` char ids (one boosting round per step)."""
     return GBMLanguageModel(vocab_size, context_length, num_leaves, learning_rate, rounds_per_step,
                             min_data_in_leaf, max_train_windows, num_threads)
-
-
-def build(cfg):
-    """Experiment whose steps are boosting rounds: the language task's data and evaluation, no gradients."""
-    from ..checkpoint import unwrap
-    from ..tasks import language
-
-    exp = language.build(cfg)
-    model = exp.model
-    model.set_training_data(exp.train_batches.tokens)
-
-    def loss_fn(wrapped, batch):
-        return torch.tensor(unwrap(wrapped).boost()), {}
-
-    exp.loss_fn, exp.manual_backward = loss_fn, True
-    exp.samples_per_batch = model.train_size * model.rounds_per_step
-    return exp
-
-
-def evaluate_run(model: nn.Module, cfg, run_dir, split: str = "test", tokenizer=None) -> dict:
-    """Val / test loss, bits per char and perplexity, as for every language model."""
-    from ..tasks import language
-
-    return language.evaluate_run(model, cfg, run_dir, split, tokenizer)

@@ -1,4 +1,4 @@
-"""Vision MLP-Mixer (Tolstikhin et al. 2021), the paper's variants, and the seed-001 `MLPMixer`."""
+"""Vision MLP-Mixer (Tolstikhin et al. 2021), the paper's variants, and the reference MNIST project's `MLPMixer`."""
 
 from __future__ import annotations
 
@@ -82,6 +82,11 @@ class MlpMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def patch_token_mixing(self) -> list[torch.Tensor]:
+        """Inspection hook: per block, the first token-mixing layer's hidden units on the patch grid (units, gh, gw)."""
+        gh, gw = self.stem.grid_size
+        return [block.token_mixing.fc1.weight.detach().view(-1, gh, gw) for block in self.blocks]
+
 
 # The paper's Table 1: (patch, hidden C, depth, tokens_mlp_dim D_S, channels_mlp_dim D_C).
 PAPER_VARIANTS = {
@@ -132,8 +137,8 @@ def mixer_tiny_32(num_classes: int = 10, img_size=32, in_chans: int = 3, patch_s
                     channels_mlp_dim, dropout, norm_eps, gelu)
 
 
-class SeedMixerBlock(nn.Module):
-    """The seed-001 Mixer block, kept exactly: LayerNorm over patches, embedding MLP, then patch MLP."""
+class ReferenceMixerBlock(nn.Module):
+    """The reference MNIST project's Mixer block, kept exactly: LayerNorm over patches, embedding MLP, then patch MLP."""
 
     def __init__(self, patch_dim: int, embedding_dim: int, mlp_dim: int):
         super().__init__()
@@ -150,7 +155,8 @@ class SeedMixerBlock(nn.Module):
 
 
 class MLPMixer(nn.Module):
-    """The seed-001 model with its exact constructor: conv patches, Mixer blocks, 3-layer GELU classifier."""
+    """The reference MNIST project's model with its exact constructor: conv patches, Mixer blocks, 3-layer GELU
+    classifier."""
 
     def __init__(self, img_shape=(1, 28, 28), patch_size: int = 7, embedding_dim: int = 128, n_layers: int = 3,
                  mlp_dim: int = 64, clf_dim: int = 512, n_classes: int = 10):
@@ -158,7 +164,7 @@ class MLPMixer(nn.Module):
         self.img_shape = tuple(img_shape)
         self.patch_embedding = PatchEmbed(self.img_shape[1:], patch_size, self.img_shape[0], embedding_dim)
         patch_dim = self.patch_embedding.num_patches
-        self.mixers = nn.Sequential(*[SeedMixerBlock(patch_dim, embedding_dim, mlp_dim) for _ in range(n_layers)])
+        self.mixers = nn.Sequential(*[ReferenceMixerBlock(patch_dim, embedding_dim, mlp_dim) for _ in range(n_layers)])
         self.clf = nn.Sequential(nn.Linear(patch_dim * embedding_dim, clf_dim), nn.GELU(),
                                  nn.Linear(clf_dim, clf_dim), nn.GELU(),
                                  nn.Linear(clf_dim, n_classes))
@@ -176,11 +182,16 @@ class MLPMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def patch_token_mixing(self) -> list[torch.Tensor]:
+        """Inspection hook: per block, the patch MLP's (`mlp2`) first layer on the patch grid (units, gh, gw)."""
+        gh, gw = self.patch_embedding.grid_size
+        return [block.mlp2.fc1.weight.detach().view(-1, gh, gw) for block in self.mixers]
+
 
 @register_model(input_size=(1, 28, 28))
 def mlp_mixer_seed(img_shape=(1, 28, 28), patch_size: int = 7, embedding_dim: int = 128, n_layers: int = 3,
                    mlp_dim: int = 64, clf_dim: int = 512, n_classes: int = 10) -> MLPMixer:
-    """The seed-001 `MLPMixer` with its README's MNIST settings."""
+    """The reference MNIST project's `MLPMixer` with its README's settings."""
     return MLPMixer(img_shape, patch_size, embedding_dim, n_layers, mlp_dim, clf_dim, n_classes)
 
 

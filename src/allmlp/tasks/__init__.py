@@ -10,7 +10,7 @@ from ..models import model_info
 
 # Registered model task -> module with build(cfg) -> Experiment and evaluate_run(run_dir, ...) -> dict.
 TASK_MODULES = {"image": "allmlp.tasks.classification", "text": "allmlp.tasks.language",
-                "gbm": "allmlp.models.gbm",  # LightGBM: language data and metrics, boosting rounds as steps
+                "gbm": "allmlp.tasks.gbm",  # LightGBM: language data and metrics, boosting rounds as steps
                 "ngram": "allmlp.tasks.ngram"}  # Kneser-Ney counts: fitted when built, language data and metrics
 
 

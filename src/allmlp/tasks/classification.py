@@ -15,14 +15,12 @@ from ..experiment import Experiment
 from ..models import create_model, model_kwargs
 
 
-def fill_model_args(cfg: Config, in_chans: int, img_size: int, num_classes: int) -> None:
-    """Give the model the data's shape and class count unless the config sets them."""
+def data_model_args(cfg: Config, in_chans: int, img_size: int, num_classes: int) -> dict:
+    """The model arguments the data decides (shape and class count) that the config does not set itself."""
     accepted = model_kwargs(cfg.model.name)
     derived = {"num_classes": num_classes, "n_classes": num_classes, "in_chans": in_chans,
                "img_size": img_size, "img_shape": [in_chans, img_size, img_size]}
-    for key, value in derived.items():
-        if key in accepted and key not in cfg.model.args:
-            cfg.model.args[key] = value
+    return {key: value for key, value in derived.items() if key in accepted and key not in cfg.model.args}
 
 
 def load_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -72,7 +70,7 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
                          f"gradients, not {cfg.model.name}")
     spec = get_dataset(cfg.data.name)
     splits = load_splits(cfg)
-    fill_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes))
+    cfg.model.args.update(data_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes)))  # recorded
     model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
     data = cfg.data
     border = black_level(spec.mean, spec.std)  # crops pad with black, as the images' own background
@@ -107,9 +105,8 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
 
 
 def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", tokenizer=None) -> dict:
-    """Accuracy, per-class accuracy and a confusion-matrix PNG for a trained classifier."""
-    from ..viz import plot_confusion_matrix
-
+    """Accuracy, per-class accuracy and the confusion matrix (counts[true, predicted], under "confusion_matrix",
+    with its "classes") of a trained classifier."""
     spec = get_dataset(cfg.data.name)
     splits = load_splits(cfg)
     if split not in splits:
@@ -118,6 +115,6 @@ def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", to
     logits = predict(model, x, cfg.data.eval_batch_size, cfg.data.eval_hflip)
     matrix = confusion_matrix(logits.argmax(1), y, len(spec.classes))
     per_class = (matrix.diag().float() / matrix.sum(1).clamp(min=1)).tolist()
-    png = plot_confusion_matrix(matrix, spec.classes, run_dir / f"confusion_{split}.png")
     return {**{f"{split}/{k}": v for k, v in classification_metrics(logits, y).items()},
-            "per_class_acc": dict(zip(spec.classes, per_class)), "confusion_png": str(png)}
+            "per_class_acc": dict(zip(spec.classes, per_class)), "confusion_matrix": matrix,
+            "classes": list(spec.classes)}

@@ -13,21 +13,34 @@ from ..config import Config
 from ..data.text import LM_KINDS, CharTokenizer, TextBatches, load_text_splits
 from ..experiment import Experiment
 from ..models import create_model, model_kwargs
+from ..models.protocol import hook, unwrap
 
 
-def fill_model_args(cfg: Config, tokenizer: CharTokenizer) -> None:
-    """Give the model the vocabulary size and `data.context_length` (when > 0); values also given must agree."""
+FALLBACK_CONTEXT_LENGTH = 64  # a model built in Python without a context_length, and no data.context_length
+
+
+def data_model_args(cfg: Config, tokenizer: CharTokenizer) -> dict:
+    """The model arguments the data decides: the vocabulary size, and `data.context_length` when > 0 (values the
+    config also gives must agree)."""
     accepted = model_kwargs(cfg.model.name)
+    derived = {}
+    given_vocab = cfg.model.args.get("vocab_size", tokenizer.vocab_size)
     if "vocab_size" in accepted:
-        given_vocab = cfg.model.args.setdefault("vocab_size", tokenizer.vocab_size)
         if given_vocab != tokenizer.vocab_size:
             raise ValueError(f"model.vocab_size={given_vocab}, but the corpus has {tokenizer.vocab_size} distinct "
                              "characters; leave model.vocab_size unset")
+        derived["vocab_size"] = tokenizer.vocab_size
     wanted, given = cfg.data.context_length, cfg.model.args.get("context_length")
     if wanted > 0 and "context_length" in accepted:
         if given is not None and given != wanted:
             raise ValueError(f"data.context_length={wanted} and model.context_length={given} disagree; set one")
-        cfg.model.args["context_length"] = wanted
+        derived["context_length"] = wanted
+    return derived
+
+
+def context_length(cfg: Config, model: nn.Module) -> int:
+    """The chars one sample holds: the model's own context_length (the protocol), else data.context_length."""
+    return int(getattr(model, "context_length", cfg.data.context_length or FALLBACK_CONTEXT_LENGTH))
 
 
 def sample_kind(cfg: Config, model: nn.Module) -> str:
@@ -73,10 +86,10 @@ def loss_metrics(split: str, nats: float) -> dict:
 def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
     """Experiment for a character language model on the configured corpus (`model`: one built in Python)."""
     tokenizer, streams = load_text_splits(cfg.data)
-    fill_model_args(cfg, tokenizer)
+    cfg.model.args.update(data_model_args(cfg, tokenizer))  # recorded: the run folder rebuilds the same model
     model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
     kind = sample_kind(cfg, model)
-    context = int(getattr(model, "context_length", cfg.data.context_length or 64))
+    context = context_length(cfg, model)
     boundary = tokenizer.boundary_id
 
     def batches_for(split: str, seed: int) -> TextBatches:
@@ -88,13 +101,14 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
     train.steps_per_epoch *= cfg.data.repeats  # an epoch (train.max_epochs) is data.repeats passes over the text
     held_out = {split: batches_for(split, 0) for split in ("val", "test") if len(streams[split]) > context + 2}
     manual = cfg.optim.manual_backprop
+    if manual and hook(model, "loss_and_grads") is None:
+        raise ValueError(f"optim.manual_backprop=true: only models with hand-written gradients (bengio, bengio_raw, "
+                         f"bengio_layers) train without autograd, not {cfg.model.name}")
 
     def loss_fn(model, batch):
         x, y = batch
         if manual:
-            from ..models.scratch import manual_loss_and_grads
-
-            return manual_loss_and_grads(model, x, y), {}
+            return unwrap(model).loss_and_grads(x, y), {}
         return lm_loss(model(x), y, cfg.optim.label_smoothing), {}
 
     def evaluate(model):
@@ -115,7 +129,7 @@ def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", to
     if split not in streams:
         raise ValueError(f"split {split!r} not available; choose one of {', '.join(streams)}")
     kind = sample_kind(cfg, model)
-    context = int(getattr(model, "context_length", cfg.data.context_length or 64))
+    context = context_length(cfg, model)
     out = {}
     for name in dict.fromkeys(("val", "test", split)):
         if len(streams[name]) > context + 2:

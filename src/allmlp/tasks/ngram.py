@@ -13,6 +13,7 @@ import torch.nn as nn
 from ..config import Config
 from ..data.text import TextBatches
 from ..experiment import Experiment
+from ..models.protocol import unwrap
 from . import language
 
 
@@ -62,8 +63,6 @@ def count_tables(batches: TextBatches, vocab_size: int, order: int) -> dict[str,
 
 def build(cfg: Config) -> Experiment:
     """Experiment for the n-gram model: the language task's data and evaluation, counts fitted on train."""
-    from ..checkpoint import unwrap
-
     exp = language.build(cfg)
     model = exp.model
     tables = count_tables(exp.train_batches, model.vocab_size, model.order)

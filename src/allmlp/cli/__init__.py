@@ -1,4 +1,5 @@
-"""The `allmlp` command: each subcommand lives in its own module and is imported only when used."""
+"""The `allmlp` command: every subcommand is a module of this package with `main(argv) -> exit code`, imported
+only when used. Argument parsing and printing live here and nowhere else in allmlp."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ import os
 import sys
 import warnings
 
-# name -> ("module:function", one-line help); each function takes argv (list[str]) and returns an exit code.
+# name -> one-line help; the command is the module allmlp.cli.<name>, whose main(argv) returns the exit code.
 COMMANDS = {
-    "models": ("allmlp.commands:models_main", "list registered models with parameter counts"),
-    "train": ("allmlp.commands:train_main", "train a preset: allmlp train PRESET [section.key=value ...]"),
-    "eval": ("allmlp.commands:eval_main", "evaluate a run folder on its test data"),
-    "data": ("allmlp.commands:data_main", "fetch or list data sets: allmlp data fetch NAME"),
-    "presets": ("allmlp.commands:presets_main", "list the shipped presets"),
-    "finetune": ("allmlp.pretrained:finetune_main", "train a mixer_* from official .npz / timm weights: --weights FILE PRESET"),
-    "export": ("allmlp.export:export_main", "export a run to onnx, torchscript or pt2 and check its logits"),
-    "viz": ("allmlp.viz:main", "write a run's figures (curves, mixing weights, embeddings) as PNGs"),
-    "report": ("allmlp.report:main", "one self-contained HTML page of a run, or a comparison of runs"),
-    "sweep": ("allmlp.sweep:main", "hyper-parameter search with optuna: allmlp sweep PRESET --trials N key=low:high"),
-    "generate": ("allmlp.generate:generate_main", "continue prompts with a trained language model (streams text)"),
-    "chat": ("allmlp.generate:chat_main", "interactive prompt for a trained language model (piped stdin works)"),
+    "models": "list registered models with parameter counts",
+    "train": "train a preset: allmlp train PRESET [section.key=value ...]",
+    "eval": "evaluate a run folder on its test data",
+    "data": "fetch or list data sets: allmlp data fetch NAME",
+    "presets": "list the shipped presets",
+    "finetune": "train a mixer_* from official .npz / timm weights: --weights FILE PRESET",
+    "export": "export a run to onnx, torchscript or pt2 and check its logits",
+    "viz": "write a run's figures (curves, mixing weights, embeddings) as PNGs",
+    "report": "one self-contained HTML page of a run, or a comparison of runs",
+    "sweep": "hyper-parameter search with optuna: allmlp sweep PRESET --trials N key=low:high",
+    "generate": "continue prompts with a trained language model (streams text)",
+    "chat": "interactive prompt for a trained language model (piped stdin works)",
 }
 
 # Errors whose message is the whole story: printed as one line, no traceback (ALLMLP_DEBUG=1 shows it).
@@ -30,7 +31,7 @@ EXPECTED_ERRORS = (ValueError, KeyError, FileNotFoundError, TypeError, OSError, 
 def usage() -> str:
     """The top-level help text."""
     lines = ["usage: allmlp COMMAND [options]   (allmlp COMMAND --help for more)", "", "commands:"]
-    lines += [f"  {name:<10} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<10} {help_text}" for name, help_text in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -62,13 +63,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         print(usage(), file=sys.stderr)
         return 2
-    module, function = COMMANDS[name][0].split(":")
     try:
         with warnings.catch_warnings():  # every warning one `allmlp NAME: warning: ...` line, each time it happens
             warnings.filterwarnings("always", module="allmlp")
             warnings.showwarning = lambda message, *_, **__: print(f"allmlp {name}: warning: {message}",
                                                                    file=sys.stderr, flush=True)
-            return int(getattr(importlib.import_module(module), function)(rest) or 0)
+            return int(importlib.import_module(f"{__name__}.{name}").main(rest) or 0)
     except KeyboardInterrupt:
         return 130
     except Exception as err:
