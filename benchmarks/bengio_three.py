@@ -18,15 +18,14 @@ from pathlib import Path
 
 import torch
 from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, write_results
+from common import train as train_run
 from names import names_list
 
 from allmlp.checkpoint import read_metrics
 from allmlp.configure import build_config
 from allmlp.data.text import fetch_corpus
-from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, create_model
 from allmlp.models.bengio import copy_weights
-from allmlp.tasks import build_experiment
 from allmlp.viz import plot_char_embeddings, vocab_labels
 
 RUNS = {  # label -> (run folder under runs/bench, overrides on top of the preset)
@@ -43,12 +42,9 @@ def train(preset: str, overrides: list[str], steps: int, run_dir: Path):
     cfg = build_config(preset, [*overrides, f"train.max_steps={steps}", "train.max_minutes=0", "train.progress=false",
                                 f"train.eval_interval={max(steps // 10, 1)}", "train.checkpoint_interval=0",
                                 f"train.log_interval={max(steps // 100, 1)}", "optim.warmup_steps=100"])
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    start = time.perf_counter()
-    result = fit(fabric, exp, cfg, run_dir)
-    result["wall_seconds"] = time.perf_counter() - start
+    started = []
+    exp, result = train_run(cfg, run_dir, prepare=lambda exp: started.append(time.perf_counter()))
+    result["wall_seconds"] = time.perf_counter() - started[0]
     return exp, result, read_metrics(run_dir)
 
 

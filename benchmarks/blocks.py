@@ -19,14 +19,12 @@ import time
 from pathlib import Path
 
 import torch
-from common import (add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, spread,
+from common import (add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, spread, train,
                     write_results)
 
 from allmlp.configure import build_config
 from allmlp.data.cache import cache_dir
-from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, create_model
-from allmlp.tasks import build_experiment
 from allmlp.viz import figures_for_run
 
 CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch")
@@ -55,11 +53,9 @@ def train_one(preset: str, overrides: list[str], minutes: float, run_dir: Path, 
     cfg = build_config(preset, [f"train.max_minutes={minutes}", "train.max_steps=10000000",
                                 f"train.eval_interval={eval_interval}", "train.checkpoint_interval=0",
                                 "train.progress=false", "train.log_interval=50", *overrides])
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    start = time.perf_counter()
-    result = fit(fabric, exp, cfg, run_dir)
+    started = []
+    exp, result = train(cfg, run_dir, prepare=lambda exp: started.append(time.perf_counter()))
+    start = started[0]
     val = {"val_accuracy": round(result["val/acc"], 4)} if "val/acc" in result else {}
     return {"params": count_parameters(exp.model), **val, "test_accuracy": round(result["test/acc"], 4),
             "test_loss": round(result["test/loss"], 4), "steps": result["step"],

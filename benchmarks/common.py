@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,26 @@ def write_results(path: Path, args: argparse.Namespace, seeds: list[int], result
     os.replace(tmp, path)
     print(f"wrote {path}", flush=True)
     return path
+
+
+def train(cfg, run_dir: Path, build=None, prepare=None) -> tuple:
+    """Train `cfg` into `run_dir` through `allmlp.engine.run`, the run path of `allmlp train` (processes, seed,
+    experiment, fit, shutdown); returns (experiment, result with "build_seconds", the time `build(cfg)` took: a
+    count model's fit). `prepare(exp)` runs between building and fitting."""
+    from allmlp.engine import run
+    from allmlp.tasks import build_experiment
+
+    built, seconds = [], []
+
+    def timed_build(config):
+        start = time.perf_counter()
+        built.append((build or build_experiment)(config))
+        seconds.append(time.perf_counter() - start)
+        return built[-1]
+
+    result = run(cfg, run_dir, reuse=True, build=timed_build,
+                 prepare=None if prepare is None else lambda exp, path, fabric: prepare(exp))
+    return built[0], {**result, "build_seconds": seconds[0]}
 
 
 def spread(values: list[float]) -> dict:

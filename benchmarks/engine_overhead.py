@@ -1,4 +1,4 @@
-"""What the engine costs: the same model, batches and optimizer through `allmlp.engine.fit` and a bare PyTorch loop.
+"""What the engine costs: the same model, batches and optimizer through `allmlp.engine.run` and a bare PyTorch loop.
 
     python benchmarks/engine_overhead.py [--preset fashion_mixer] [--steps 500] [--checkpoint-interval 500]
 
@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from common import add_common_arguments, output_path, write_results
+from common import add_common_arguments, output_path, train, write_results
 
 from allmlp.configure import build_config
 from allmlp.data.batches import TensorBatches
 from allmlp.data.images import get_dataset
-from allmlp.engine import Experiment, build_optimizer, fit, make_fabric
+from allmlp.engine import Experiment, build_optimizer
 from allmlp.models import count_parameters, create_model
 from allmlp.tasks.classification import data_model_args
 
@@ -79,14 +79,14 @@ def bare_loop(cfg, batches: TensorBatches, steps: int) -> float:
 
 
 def engine_loop(cfg, batches: TensorBatches, steps: int) -> float:
-    """`fit` with its defaults (progress bar, metrics.jsonl, TensorBoard scalars, checkpoints); returns the seconds
-    of the whole call."""
-    fabric = make_fabric(cfg.train)
+    """`allmlp.engine.run` with fit's defaults (progress bar, metrics.jsonl, TensorBoard scalars, checkpoints);
+    returns the seconds from the experiment handed over to the end of the run."""
     experiment = Experiment(fresh_model(cfg), loss_fn(cfg), batches)
+    started = []
     with tempfile.TemporaryDirectory() as run_dir:
-        start = time.perf_counter()
-        fit(fabric, experiment, cfg, run_dir)
-        return time.perf_counter() - start
+        train(cfg, Path(run_dir), build=lambda config: experiment,
+              prepare=lambda exp: started.append(time.perf_counter()))
+        return time.perf_counter() - started[0]
 
 
 def checkpoint_seconds(model_name: str = "mixer_b16", rounds: int = 3) -> dict:

@@ -14,12 +14,11 @@ import json
 import time
 from pathlib import Path
 
-from common import add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, write_results
+from common import (add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, train,
+                    write_results)
 
 from allmlp.configure import build_config
-from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters
-from allmlp.tasks import build_experiment
 from allmlp.tasks.classification import classification_metrics, load_splits, predict
 
 
@@ -28,11 +27,9 @@ def run(preset: str, minutes: float, overrides: list[str], run_dir: Path) -> dic
     metrics measured once (with the preset's evaluation, and on single images without the test-time flip)."""
     cfg = build_config(preset, [f"train.max_minutes={minutes}", "train.max_steps=1000000", "train.eval_interval=0",
                                 "train.checkpoint_interval=0", "train.progress=false", *overrides])
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    start = time.perf_counter()
-    result = fit(fabric, exp, cfg, run_dir)
+    started = []
+    exp, result = train(cfg, run_dir, prepare=lambda exp: started.append(time.perf_counter()))
+    start = started[0]
     splits = load_splits(cfg)
     model, measured = exp.model.eval(), {}
     for split in [s for s in ("val", "test") if s in splits]:

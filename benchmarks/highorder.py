@@ -29,13 +29,11 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, write_results
+from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, train, write_results
 
 from allmlp.configure import build_config
-from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters
 from allmlp.models.highorder.layers import PiecewisePolynomial
-from allmlp.tasks import build_experiment
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -64,10 +62,7 @@ def memorise(name: str, overrides: list[str], minutes: float, run_dir: Path) -> 
                                           "train.eval_interval=250", "optim.schedule=cosine", *overrides])
     # cosine over the clock: the preset's reduce-on-plateau watches val loss, which rises while a net memorises,
     # so it cuts the lr to nothing within minutes and freezes the run
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    result = fit(fabric, exp, cfg, run_dir)
+    exp, result = train(cfg, run_dir)
     tokens = exp.train_batches.tokens
     accuracy = next_char_accuracy(exp.model, tokens, exp.model.context_length)
     epochs = result["step"] / exp.train_batches.steps_per_epoch
@@ -157,14 +152,17 @@ def seed_lines(seconds: float, threads: int, extra: list[str], runs: Path) -> di
     out = {"seconds_each": seconds, "threads": threads or torch.get_num_threads(), "lines": {}}
     for line in SEED_LINES:
         cfg = build_config(line.preset, [*line.words.split(), *clock, *extra])
-        fabric = make_fabric(cfg.train)
-        fabric.seed_everything(cfg.train.seed, verbose=False)
-        exp = build_experiment(cfg)
-        with torch.no_grad():
-            first_loss = float(exp.loss_fn(exp.model, exp.train_batches.batch(0))[0])
-        counts = torch.bincount(exp.train_batches.tokens).double()
-        unigram = float(-(counts[counts > 0] / counts.sum() * (counts[counts > 0] / counts.sum()).log()).sum())
-        result = fit(fabric, exp, cfg, runs / f"seed_{line.name}")
+        before = {}
+
+        def first_step(exp):
+            with torch.no_grad():
+                before["loss"] = float(exp.loss_fn(exp.model, exp.train_batches.batch(0))[0])
+            counts = torch.bincount(exp.train_batches.tokens).double()
+            before["unigram"] = float(-(counts[counts > 0] / counts.sum() * (counts[counts > 0] / counts.sum()).log())
+                                      .sum())
+
+        exp, result = train(cfg, runs / f"seed_{line.name}", prepare=first_step)
+        first_loss, unigram = before["loss"], before["unigram"]
         row = {"command": f"allmlp train {line.preset} {line.words}", "params": count_parameters(exp.model),
                "ln_vocab": round(math.log(exp.tokenizer.vocab_size), 4), "unigram_entropy": round(unigram, 4),
                "first_step_loss": round(first_loss, 4), "val_loss": round(result["val/loss"], 4),

@@ -21,15 +21,14 @@ import argparse
 import json
 from pathlib import Path
 
-from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, spread,
+from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, spread, train,
                     write_results)
 
 from allmlp.configure import build_config
 from allmlp.data.cache import cache_dir, download
 from allmlp.data.text import MAKEMORE_NAMES, fetch_corpus, sha256_of
-from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters
-from allmlp.tasks import build_experiment, task_module
+from allmlp.tasks import task_module
 
 MAKEMORE_REFERENCE = {  # makemore's published figures on its names.txt, with the split each was measured on
     "mlp (context 3), lecture part 2": {"loss": 2.170, "split": "dev/val"},
@@ -71,10 +70,7 @@ def train_one(preset: str, minutes: float, run_dir: Path, overrides: list[str]) 
     over all held-out chars, parameters and throughput."""
     cfg = build_config(preset, [f"train.max_minutes={minutes}", "train.progress=false", "train.eval_interval=0",
                                 "train.checkpoint_interval=0", *overrides])
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    result = fit(fabric, exp, cfg, run_dir)
+    exp, result = train(cfg, run_dir)
     metrics = task_module(cfg).evaluate_run(exp.model.eval(), cfg, run_dir, "test", exp.tokenizer)
     targets = exp.samples_per_batch * result["step"]
     return {"val_loss": round(metrics["val/loss"], 4), "test_loss": round(metrics["test/loss"], 4),

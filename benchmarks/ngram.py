@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, smoke_text, write_results
+from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_names, smoke_text, train,
+                    write_results)
 from names import makemore_names, names_list
 
 from allmlp.configure import build_config
-from allmlp.engine import fit, make_fabric
-from allmlp.tasks import build_experiment
 from allmlp.tasks.ngram import evaluate_run
 
 SHAKESPEARE_BENCH_TARGETS = 65536  # benchmarks/shakespeare.py's FINAL_EVAL_TARGETS
@@ -30,10 +28,8 @@ SHAKESPEARE_BENCH_TARGETS = 65536  # benchmarks/shakespeare.py's FINAL_EVAL_TARG
 def fit_order(preset: str, order: int, overrides: list[str], run_dir: Path) -> dict:
     """Count, save the run folder, and evaluate one order: val / test over every char and the fit's seconds."""
     cfg = build_config(preset, [f"model.order={order}", "train.progress=false", "data.eval_targets=0", *overrides])
-    start = time.perf_counter()
-    exp = build_experiment(cfg)
-    fit_seconds = time.perf_counter() - start
-    fit(make_fabric(cfg.train), exp, cfg, run_dir)
+    exp, result = train(cfg, run_dir)  # counting happens when the experiment is built
+    fit_seconds = result["build_seconds"]
     metrics = evaluate_run(exp.model, cfg, run_dir)
     entry = {"order": order, "val_loss": round(metrics["val/loss"], 4), "test_loss": round(metrics["test/loss"], 4),
              "fit_seconds": round(fit_seconds, 1), "table_entries": cfg.model.args["num_grams"],

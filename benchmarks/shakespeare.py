@@ -24,14 +24,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, spread,
+from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, spread, train,
                     write_results)
 
 from allmlp.config import load_preset
 from allmlp.configure import build_config
-from allmlp.engine import fit, make_fabric
 from allmlp.models import count_parameters, register_model
-from allmlp.tasks import build_experiment
 
 FINAL_EVAL_TARGETS = 65536
 COUNT_MODELS = {"ngram3": 3, "ngram5": 5, "ngram7": 7}  # name -> Kneser-Ney order (preset shakespeare_ngram)
@@ -126,11 +124,8 @@ def fit_count_model(order: int, run_dir: Path, extra: list[str]) -> dict:
     """Fit a Kneser-Ney model of `order` on the training split; val / test loss on the neural models' chars."""
     cfg = build_config("shakespeare_ngram", [f"model.order={order}", "train.progress=false",
                                              f"data.eval_targets={FINAL_EVAL_TARGETS}", *extra])
-    fabric = make_fabric(cfg.train)
-    start = time.perf_counter()
-    exp = build_experiment(cfg)
-    fit_seconds = time.perf_counter() - start
-    result = fit(fabric, exp, cfg, run_dir)
+    _, result = train(cfg, run_dir)  # counting happens when the experiment is built
+    fit_seconds = result["build_seconds"]
     return {"val_loss": round(result["val/loss"], 4), "test_loss": round(result["test/loss"], 4),
             "params": 0, "table_entries": cfg.model.args["num_grams"], "fit_seconds": round(fit_seconds, 1),
             "val_bpc": round(result["val/loss"] / math.log(2), 4), "curve": [[round(fit_seconds, 1),
@@ -144,20 +139,22 @@ def train_one(name: str, minutes: float, run_dir: Path, extra: list[str]) -> dic
     overrides = [*overrides, f"train.max_minutes={minutes}", "train.max_steps=100000000",
                  "train.progress=false", "train.checkpoint_interval=0", "data.eval_targets=4096", *extra]
     cfg = build_config({**load_preset("shakespeare_mixer"), "model": model}, overrides)
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    cfg.train.eval_interval = max(20, int(minutes * 60 / 6 / seconds_per_step(exp)))
-    curve, evaluate = [], exp.evaluate
+    curve, clock = [], {}
 
-    def evaluate_and_record(model):
-        metrics = evaluate(model)
-        curve.append([round(time.perf_counter() - start, 1), round(metrics["val/loss"], 4)])
-        return metrics
+    def record_evaluations(exp):
+        cfg.train.eval_interval = max(20, int(minutes * 60 / 6 / seconds_per_step(exp)))
+        evaluate = clock["evaluate"] = exp.evaluate
 
-    exp.evaluate = evaluate_and_record
-    start = time.perf_counter()
-    result = fit(fabric, exp, cfg, run_dir)
+        def evaluate_and_record(model):
+            metrics = evaluate(model)
+            curve.append([round(time.perf_counter() - clock["start"], 1), round(metrics["val/loss"], 4)])
+            return metrics
+
+        exp.evaluate = evaluate_and_record
+        clock["start"] = time.perf_counter()
+
+    exp, result = train(cfg, run_dir, prepare=record_evaluations)
+    evaluate = clock["evaluate"]
     cfg.data.eval_targets = FINAL_EVAL_TARGETS  # the reported loss: more chars than the curve's, outside the budget
     with torch.no_grad():
         final = evaluate(exp.model.eval())

@@ -74,3 +74,31 @@ def tiny_fashion(tmp_path) -> Path:
 def tiny_cifar(tmp_path) -> Path:
     """A folder of CIFAR-10 python-pickle batches (data_batch_1..5, test_batch) with 40 / 40 random images."""
     return write_tiny_cifar(tmp_path / "cifar")
+
+
+# A quiet run of a few steps: no evaluations or checkpoints before the end, no progress bar.
+TINY_BUDGET = ["train.max_steps=2", "train.max_epochs=0", "train.max_minutes=0", "train.eval_interval=0",
+               "train.checkpoint_interval=0", "train.log_interval=1", "train.progress=false"]
+# Per preset, a model small enough to train in a second (a test's own words come after and win).
+TINY_MODELS = {
+    "fashion_mixer": ["model.depth=2", "model.hidden_dim=16", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=16",
+                      "model.patch_size=7", "data.batch_size=32"],
+    "shakespeare_mixer": ["model.context_length=8", "model.embedding_dim=8", "model.depth=2",
+                          "model.channels_mlp_dim=8", "model.num_heads=2", "data.context_length=8",
+                          "data.batch_size=8", "optim.warmup_steps=1"],
+}
+
+
+@pytest.fixture
+def tiny_run():
+    """`tiny_run(folder, preset, *overrides)`: train `preset` with a tiny model and budget through `allmlp train`
+    into folder/run (overrides win over the tiny defaults); returns the run folder."""
+    from allmlp.cli import main
+
+    def train(folder: Path, preset: str, *overrides: str) -> Path:
+        run = Path(folder) / "run"
+        code = main(["train", preset, *TINY_BUDGET, *TINY_MODELS.get(preset, []), *overrides, "--run-dir", str(run)])
+        assert code == 0, f"allmlp train {preset} exited {code}"
+        return run
+
+    return train

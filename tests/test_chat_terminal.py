@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_generate import tiny_run
+from test_generate import saved_run
 
 
 class Terminal:
@@ -78,7 +78,7 @@ class Terminal:
 
 @pytest.fixture
 def chat(tmp_path):
-    run = tiny_run(tmp_path)
+    run = saved_run(tmp_path)
     allmlp = str(Path(sys.executable).with_name("allmlp"))
     terminal = Terminal([allmlp, "chat", str(run), "--max-new-tokens", "1000000", "--seed", "0"])
     terminal.expect("Please enter a prompt")

@@ -12,8 +12,7 @@ from safetensors.torch import load_file
 from allmlp.cli import main
 from allmlp.config import ConfigError
 from allmlp.configure import build_config
-from allmlp.engine import fit, make_fabric
-from allmlp.tasks import build_experiment
+from allmlp.engine import fit, run
 
 TINY = ["data.batch_size=64", "train.max_steps=6", "train.eval_interval=3", "train.checkpoint_interval=0",
         "train.progress=false", "train.log_interval=2", "train.accelerator=cpu", "model.hidden_dim=32",
@@ -25,29 +24,28 @@ TINY = ["data.batch_size=64", "train.max_steps=6", "train.eval_interval=3", "tra
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tiny_fashion, tmp_path):
-    run = tmp_path / "ddp"
+    ddp_run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "allmlp", "train", "fashion_mixer", f"data.path={tiny_fashion}", *TINY,
-               "train.devices=2", "train.strategy=ddp", "--run-dir", str(run)]
+               "train.devices=2", "train.strategy=ddp", "--run-dir", str(ddp_run)]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stderr[-2000:]  # both ranks exited (no hang at exit) and cleanly
 
     # Rank 0 alone prints and writes: one of each line, one event file, no duplicated metric records.
     assert done.stdout.count("run folder:") == 1 and done.stdout.count("saved:") == 1
     assert "GLOBAL_RANK: 1" not in done.stderr
-    assert len(list(run.glob("events.out.tfevents.*"))) == 1
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(list(ddp_run.glob("events.out.tfevents.*"))) == 1
+    records = [json.loads(line) for line in (ddp_run / "metrics.jsonl").read_text().splitlines()]
     keys = [(r["step"], r["split"]) for r in records]
     assert len(keys) == len(set(keys)) and ((3, "test") in keys and (6, "train") in keys)
-    assert sorted(p.name for p in run.iterdir() if not p.name.startswith("events")) == [
+    assert sorted(p.name for p in ddp_run.iterdir() if not p.name.startswith("events")) == [
         "config.yaml", "metrics.jsonl", "model.safetensors", "trainer_state.safetensors"]
 
     cfg = build_config("fashion_mixer", [f"data.path={tiny_fashion}", *TINY])
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    fit(fabric, exp, cfg, tmp_path / "single")
-    ddp_weights = load_file(str(run / "model.safetensors"))
+    built = []
+    run(cfg, tmp_path / "single", prepare=lambda exp, *_: built.append(exp))
+    exp = built[0]
+    ddp_weights = load_file(str(ddp_run / "model.safetensors"))
     # DDP averages the two half-batch gradients: the same update as the full batch up to float32 summation order.
     for name, value in exp.model.state_dict().items():
         assert torch.allclose(ddp_weights[name], value, atol=1e-6, rtol=0), name
@@ -56,12 +54,14 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_fashion
 def _linear_output_dtypes(tiny_fashion, tmp_path, precision):
     cfg = build_config("fashion_mixer", [f"data.path={tiny_fashion}", *TINY, "train.max_steps=1",
                                          "train.eval_interval=0", f"train.precision={precision}"])
-    fabric = make_fabric(cfg.train)
-    exp = build_experiment(cfg)
-    seen = set()
-    exp.model.blocks[0].channel_mixing.fc1.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
-    fit(fabric, exp, cfg, tmp_path / precision)
-    return seen, {p.dtype for p in exp.model.parameters()}
+    seen, built = set(), []
+
+    def watch_dtypes(exp, *_):
+        built.append(exp)
+        exp.model.blocks[0].channel_mixing.fc1.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+
+    run(cfg, tmp_path / precision, prepare=watch_dtypes)
+    return seen, {p.dtype for p in built[0].model.parameters()}
 
 
 def test_bf16_mixed_reaches_the_model(tiny_fashion, tmp_path):
@@ -71,9 +71,9 @@ def test_bf16_mixed_reaches_the_model(tiny_fashion, tmp_path):
     assert seen == {torch.float32}
 
 
-def test_fp16_on_cpu_is_a_clear_error(capsys):
+def test_fp16_on_cpu_is_a_clear_error(capsys, tmp_path):
     with pytest.raises(ConfigError, match="train.precision=16-mixed needs a GPU"):
-        make_fabric(build_config("fashion_mixer", ["train.precision=16-mixed", "train.accelerator=cpu"]).train)
+        run(build_config("fashion_mixer", ["train.precision=16-mixed", "train.accelerator=cpu"]), tmp_path / "run")
     assert main(["train", "fashion_mixer", "train.precision=16-mixed", "train.accelerator=cpu"]) == 2
     assert "error: train.precision=16-mixed needs a GPU" in capsys.readouterr().err
 

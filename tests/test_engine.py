@@ -4,9 +4,8 @@ import torch.nn.functional as F
 from allmlp.checkpoint import CheckpointError, load_run, load_weights
 from allmlp.configure import build_config
 from allmlp.data.batches import TensorBatches
-from allmlp.engine import Experiment, fit, make_fabric
+from allmlp.engine import Experiment, run
 from allmlp.models import create_model
-from allmlp.tasks import build_experiment
 
 
 def tiny_cfg(folder, steps=150, **extra):
@@ -18,11 +17,9 @@ def tiny_cfg(folder, steps=150, **extra):
 
 
 def train(cfg, run_dir, resume=False, hooks=()):
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    exp.hooks.extend(hooks)
-    return exp, fit(fabric, exp, cfg, run_dir, resume=resume)
+    built = []
+    result = run(cfg, run_dir, resume=resume, reuse=True, hooks=hooks, prepare=lambda exp, *_: built.append(exp))
+    return built[0], result
 
 
 def test_learns_separable_task(tiny_fashion, tmp_path):
@@ -67,7 +64,7 @@ def test_gradient_accumulation_matches_big_batch(tmp_path):
     torch.manual_seed(0)
     x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
 
-    def run(batch_size, accum):
+    def trained_weight(batch_size, accum):
         cfg = build_config("fashion_mixer", [f"train.accumulate_grad_batches={accum}", "train.max_steps=3",
                                              "train.progress=false", "optim.warmup_steps=0", "optim.grad_clip=0",
                                              "train.eval_interval=0", "train.checkpoint_interval=0"])
@@ -79,11 +76,11 @@ def test_gradient_accumulation_matches_big_batch(tmp_path):
         def loss_fn(m, batch):
             return F.cross_entropy(m(batch[0]), batch[1]), {}
 
-        fit(make_fabric(cfg.train), Experiment(model, loss_fn, batches), cfg, tmp_path / f"a{accum}")
+        run(cfg, tmp_path / f"a{accum}", build=lambda config: Experiment(model, loss_fn, batches))
         return model.weight.detach()
 
     # the permutation differs by batch size, so compare one full-data step per optimizer step
-    assert torch.allclose(run(64, 1), run(32, 2), atol=1e-5)
+    assert torch.allclose(trained_weight(64, 1), trained_weight(32, 2), atol=1e-5)
 
 
 def test_corrupt_weights_are_a_clear_error(tiny_fashion, tmp_path):
@@ -111,12 +108,12 @@ def test_compiled_model_saves_uncompiled_names(tmp_path):
     assert torch.equal(fresh.stem.proj.weight, model.stem.proj.weight)
 
 
-def test_fp16_on_cpu_is_a_clear_error():
+def test_fp16_on_cpu_is_a_clear_error(tmp_path):
     from allmlp.config import ConfigError
 
     cfg = build_config("fashion_mixer", ["train.precision=16-mixed", "train.accelerator=cpu"])
     try:
-        make_fabric(cfg.train)
+        run(cfg, tmp_path / "run")
         raise AssertionError("expected ConfigError")
     except ConfigError as err:
         assert "needs a GPU" in str(err)

@@ -9,34 +9,27 @@ from allmlp.configure import build_config
 from allmlp.export import ExportError, check_export, example_input, export_model, run_exported
 from allmlp.models import create_model, list_models
 
-TINY = ["model.hidden_dim=16", "model.depth=1", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=16",
-        "model.patch_size=7", "data.batch_size=32", "train.max_steps=2", "train.progress=false",
-        "train.eval_interval=0", "train.checkpoint_interval=0"]
-
-
 @pytest.fixture
-def tiny_run(tmp_path, tiny_fashion):
-    run = tmp_path / "run"
-    assert main(["train", "fashion_mixer", f"data.path={tiny_fashion}", *TINY, "--run-dir", str(run)]) == 0
-    return run
+def trained(tmp_path, tiny_fashion, tiny_run):
+    return tiny_run(tmp_path, "fashion_mixer", f"data.path={tiny_fashion}", "model.depth=1")
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
-def test_export_round_trip_gives_checkpoint_logits(tiny_run, tmp_path, capsys, fmt):
+def test_export_round_trip_gives_checkpoint_logits(trained, tmp_path, capsys, fmt):
     out = tmp_path / f"exported.{fmt}"
-    assert main(["export", str(tiny_run), "--format", fmt, "--out", str(out)]) == 0
+    assert main(["export", str(trained), "--format", fmt, "--out", str(out)]) == 0
     assert "max |logit difference|" in capsys.readouterr().out and out.is_file()
-    model, _, _ = load_run(tiny_run)
+    model, _, _ = load_run(trained)
     images = torch.randn(5, 1, 28, 28)  # a batch size the exporter never saw
     with torch.no_grad():
         expected = model(images)
     assert torch.allclose(run_exported(out, fmt, images), expected, atol=1e-5)
 
 
-def test_onnx_reference_evaluator_agrees(tiny_run, tmp_path):
+def test_onnx_reference_evaluator_agrees(trained, tmp_path):
     from onnx.reference import ReferenceEvaluator
 
-    model, _, _ = load_run(tiny_run)
+    model, _, _ = load_run(trained)
     out = export_model(model, torch.randn(2, 1, 28, 28), "onnx", tmp_path / "m.onnx")
     images = torch.randn(3, 1, 28, 28)
     evaluator = ReferenceEvaluator(str(out))
@@ -45,8 +38,8 @@ def test_onnx_reference_evaluator_agrees(tiny_run, tmp_path):
         assert torch.allclose(got, model(images), atol=1e-5)
 
 
-def test_a_wrong_export_is_caught(tiny_run, tmp_path):
-    model, _, _ = load_run(tiny_run)
+def test_a_wrong_export_is_caught(trained, tmp_path):
+    model, _, _ = load_run(trained)
     out = export_model(model, torch.randn(2, 1, 28, 28), "torchscript", tmp_path / "m.pt")
     with torch.no_grad():
         model.head.bias.add_(1.0)  # the checkpoint moved on: the file no longer matches it

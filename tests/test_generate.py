@@ -37,7 +37,7 @@ class Centered(torch.nn.Module):
         return torch.nn.functional.one_hot((left + 1) % self.vocab_size, self.vocab_size).float() * 10 * self.scale
 
 
-def tiny_run(tmp_path: Path, name: str = "causal_mixer", text: str = "hello world\n", boundary=None) -> Path:
+def saved_run(tmp_path: Path, name: str = "causal_mixer", text: str = "hello world\n", boundary=None) -> Path:
     """A saved, untrained run folder of a tiny text model."""
     tokenizer = CharTokenizer(text, boundary)
     cfg = build_config({"model": {"name": name, "vocab_size": tokenizer.vocab_size, "context_length": 8,
@@ -86,7 +86,7 @@ def test_sampling_rules():
 
 
 def test_chat_answers_each_piped_line_and_obeys_commands(tmp_path):
-    run = tiny_run(tmp_path)
+    run = saved_run(tmp_path)
     stdin = io.StringIO("hello\n/len 7\n/temp 0\n/topk 3\nwor\n/settings\n/quit\nnever read\n")
     stdout = io.StringIO()
     assert chat_main([str(run), "--max-new-tokens", "12", "--seed", "0"], stdin=stdin, stdout=stdout) == 0
@@ -102,7 +102,7 @@ def test_chat_answers_each_piped_line_and_obeys_commands(tmp_path):
     ("/bogus", "input line 2: unknown command '/bogus'"), ("/temp hot", "input line 2: /temperature needs a number"),
     ("helXo", "input line 2: characters the model never saw: 'X'")])
 def test_piped_chat_stops_at_the_first_bad_line_with_exit_code_2(tmp_path, capsys, monkeypatch, bad_line, message):
-    run = tiny_run(tmp_path)
+    run = saved_run(tmp_path)
     monkeypatch.setattr(sys, "stdin", io.StringIO(f"he\n{bad_line}\nwor\n"))
     assert main(["chat", str(run), "--max-new-tokens", "4", "--seed", "0"]) == 2
     captured = capsys.readouterr()
@@ -111,7 +111,7 @@ def test_piped_chat_stops_at_the_first_bad_line_with_exit_code_2(tmp_path, capsy
 
 
 def test_chat_command_reads_piped_stdin_until_eof(tmp_path):
-    run = tiny_run(tmp_path, "chat_mixer", "abc ")
+    run = saved_run(tmp_path, "chat_mixer", "abc ")
     result = subprocess.run([str(Path(sys.executable).with_name("allmlp")), "chat", str(run), "--max-new-tokens",
                              "5", "--seed", "0"], input="ab\n\nca\n", capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -119,7 +119,7 @@ def test_chat_command_reads_piped_stdin_until_eof(tmp_path):
 
 
 def test_generate_command_prompts_and_seed_style_arguments(tmp_path, capsys):
-    run = tiny_run(tmp_path)
+    run = saved_run(tmp_path)
     assert main(["generate", str(run), "--prompt", "he", "--prompt", "wo", "--max-new-tokens", "9", "--seed", "3",
                  "topk=2"]) == 0
     first, second = capsys.readouterr().out.split("\n" + "-" * 40 + "\n")
@@ -140,13 +140,13 @@ def test_generate_command_prompts_and_seed_style_arguments(tmp_path, capsys):
     ("num_predict=abc", "num_predict=abc: expected a whole number"), ("topk=1.5", "topk=1.5: expected a whole number"),
     ("temperature=hot", "temperature=hot: expected a number"), ("seed=", "seed=: expected a whole number")])
 def test_generate_names_the_key_and_value_of_a_bad_setting(tmp_path, capsys, word, message):
-    assert main(["generate", str(tiny_run(tmp_path)), word]) == 2
+    assert main(["generate", str(saved_run(tmp_path)), word]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == f"allmlp generate: error: {message}\n"
 
 
 def test_seed_style_prompt_lists_with_or_without_inner_quotes(tmp_path, capsys):
-    run = tiny_run(tmp_path, text="Who are you? hello, world\n")
+    run = saved_run(tmp_path, text="Who are you? hello, world\n")
     for words in (["prompts=[Who are you?]"], ['prompts=["Who are you?"]'], ["prompts=['Who are you?']"]):
         assert main(["generate", str(run), *words, "num_predict=3", "temperature=0"]) == 0
         assert capsys.readouterr().out.startswith("Who are you?"), words
@@ -159,13 +159,13 @@ def test_seed_style_prompt_lists_with_or_without_inner_quotes(tmp_path, capsys):
 
 
 def test_an_empty_prompt_starts_a_fresh_line(tmp_path, capsys):
-    assert main(["generate", str(tiny_run(tmp_path)), "--prompt", "", "--max-new-tokens", "6", "--seed", "0"]) == 0
+    assert main(["generate", str(saved_run(tmp_path)), "--prompt", "", "--max-new-tokens", "6", "--seed", "0"]) == 0
     out = capsys.readouterr().out
     assert len(out) == 6 + 1  # six generated chars and the closing newline, no prompt
 
 
 def test_a_prompt_that_is_not_utf8_is_one_clear_line(tmp_path):
-    run = tiny_run(tmp_path)
+    run = saved_run(tmp_path)
     allmlp = str(Path(sys.executable).with_name("allmlp"))
     result = subprocess.run([allmlp, "generate", str(run), "--prompt", b"he\xffl"], capture_output=True, timeout=120)
     assert result.returncode == 2 and result.stdout == b""
@@ -181,13 +181,13 @@ def test_a_prompt_that_is_not_utf8_is_one_clear_line(tmp_path):
 
 def test_chat_warnings_are_one_clean_line_each_time(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("hi?\nhe?\n"))
-    assert main(["chat", str(tiny_run(tmp_path)), "--unknown", "drop", "--max-new-tokens", "3"]) == 0
+    assert main(["chat", str(saved_run(tmp_path)), "--unknown", "drop", "--max-new-tokens", "3"]) == 0
     assert capsys.readouterr().err.splitlines() == ["allmlp chat: warning: dropping 2 unknown characters: '?', 'i'",
                                                     "allmlp chat: warning: dropping 1 unknown characters: '?'"]
 
 
 def test_generate_and_chat_take_a_file_inside_the_run_folder(tmp_path, capsys, monkeypatch):
-    weights = tiny_run(tmp_path) / "model.safetensors"
+    weights = saved_run(tmp_path) / "model.safetensors"
     assert main(["generate", str(weights), "--prompt", "he", "--max-new-tokens", "4", "--seed", "0"]) == 0
     assert capsys.readouterr().out.startswith("he")
     monkeypatch.setattr(sys, "stdin", io.StringIO("wo\n"))
@@ -196,8 +196,8 @@ def test_generate_and_chat_take_a_file_inside_the_run_folder(tmp_path, capsys, m
 
 
 def test_a_tokenizer_from_another_run_is_one_line_error(tmp_path, capsys):
-    run = tiny_run(tmp_path)
-    other = tiny_run(tmp_path / "other", text="a different, longer alphabet\n")
+    run = saved_run(tmp_path)
+    other = saved_run(tmp_path / "other", text="a different, longer alphabet\n")
     (run / "tokenizer.json").write_bytes((other / "tokenizer.json").read_bytes())
     assert main(["generate", str(run), "--prompt", "a"]) == 2
     captured = capsys.readouterr()

@@ -15,9 +15,9 @@ from allmlp import engine
 from allmlp.configure import build_config
 from allmlp.data.batches import TensorBatches
 from allmlp.data.text import CharTokenizer, TextBatches
-from allmlp.engine import Experiment, fit, lr_factor, make_fabric
+from allmlp.engine import Experiment, lr_factor, run
 from allmlp.models import create_model, list_models
-from allmlp.tasks import build_experiment, language
+from allmlp.tasks import language
 
 QUIET = {"progress": False, "checkpoint_interval": 0, "log_interval": 1000}
 
@@ -38,10 +38,9 @@ def trained_on_one_generator(tmp_path_factory):
                                  "train_fraction": 0.9, "val_fraction": 0.05, "eval_targets": 0},
                         "optim": {"lr": 1e-2, "warmup_steps": 0},
                         "train": {"max_steps": 150, "eval_interval": 0, **QUIET}})
-    torch.manual_seed(0)
-    exp = build_experiment(cfg)
-    fit(make_fabric(cfg.train), exp, cfg, tmp_path_factory.mktemp("run"))
-    return exp, cfg, exp.train_batches
+    built = []
+    run(cfg, tmp_path_factory.mktemp("run"), reuse=True, prepare=lambda exp, *_: built.append(exp))
+    return built[0], cfg, built[0].train_batches
 
 
 def test_val_and_test_losses_come_from_the_held_out_text(trained_on_one_generator):
@@ -157,8 +156,8 @@ def test_time_budget_stops_training_and_cosine_follows_elapsed_time(tmp_path, mo
         clock.now += 1.0
         return F.cross_entropy(model(batch[0]), batch[1]), {}
 
-    result = fit(make_fabric(cfg.train), Experiment(nn.Linear(4, 2), one_second_step, TensorBatches([x, y], 8)),
-                 cfg, tmp_path / "run")
+    result = run(cfg, tmp_path / "run", build=lambda config: Experiment(nn.Linear(4, 2), one_second_step,
+                                                                        TensorBatches([x, y], 8)))
     assert result["step"] == 30 and result["train_seconds"] == 30.0  # 30 one-second steps fill the 30 s budget
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = [r["lr"] for r in records if r["split"] == "train"]

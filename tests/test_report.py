@@ -47,13 +47,9 @@ def scan(path) -> PageScan:
 
 
 @pytest.fixture
-def trained_run(tiny_fashion, tmp_path):
-    run_dir = tmp_path / "run"
-    assert main(["train", "--run-dir", str(run_dir), "fashion_mixer", f"data.path={tiny_fashion}",
-                 "train.max_steps=8", "train.eval_interval=4", "train.log_interval=2", "train.checkpoint_interval=0",
-                 "train.progress=false", "data.batch_size=32", "model.depth=2", "model.hidden_dim=16",
-                 "model.tokens_mlp_dim=8", "model.channels_mlp_dim=16", "model.patch_size=7"]) == 0
-    return run_dir
+def trained_run(tiny_fashion, tmp_path, tiny_run):
+    return tiny_run(tmp_path, "fashion_mixer", f"data.path={tiny_fashion}", "train.max_steps=8",
+                    "train.eval_interval=4", "train.log_interval=2")
 
 
 def test_single_report_is_self_contained(trained_run):
@@ -86,15 +82,11 @@ def test_compare_report_tables_and_overlaid_curves(trained_run, tmp_path):
     assert "optim.lr" in out.read_text()
 
 
-def test_text_run_report_has_samples_and_text_figures(tmp_path):
+def test_text_run_report_has_samples_and_text_figures(tmp_path, tiny_run):
     text_file = tmp_path / "tiny.txt"
     text_file.write_text("The cat sat on the mat. " * 60)
-    run_dir = tmp_path / "run"
-    assert main(["train", "--run-dir", str(run_dir), "shakespeare_mixer", "data.name=text", f"data.path={text_file}",
-                 "model.context_length=8", "model.embedding_dim=8", "model.depth=2", "model.channels_mlp_dim=8",
-                 "model.num_heads=2", "data.context_length=8", "data.batch_size=8", "train.max_steps=4",
-                 "train.eval_interval=0", "train.checkpoint_interval=0", "train.log_interval=2",
-                 "train.progress=false", "optim.warmup_steps=1"]) == 0
+    run_dir = tiny_run(tmp_path, "shakespeare_mixer", "data.name=text", f"data.path={text_file}", "train.max_steps=4",
+                       "train.log_interval=2")
     assert main(["report", str(run_dir), "--samples", "2"]) == 0
     page = scan(run_dir / "report.html")
     assert len(page.images) == 3  # curves, causal token-mixing matrices, character embeddings

@@ -8,9 +8,8 @@ import math
 import pytest
 
 from allmlp.configure import build_config
-from allmlp.engine import fit, make_fabric
+from allmlp.engine import run
 from allmlp.models.highorder.seed_lines import SEED_LINES
-from allmlp.tasks import build_experiment
 
 TEXT = ("When shall we three meet again, in thunder, lightning, or in rain? When the hurlyburly's done, when the "
         "battle's lost and won. That will be ere the set of sun. Where the place? Upon the heath. There to meet "
@@ -24,10 +23,9 @@ def test_seed_line_first_logged_loss_is_within_twice_uniform_guessing(line, tmp_
     tiny = ["data.name=text", f"data.path={corpus}", "data.max_chars=0", "train.max_epochs=0", "train.max_steps=2",
             "train.log_interval=1", "train.eval_interval=0", "train.checkpoint_interval=0", "train.progress=false"]
     cfg = build_config(line.preset, [*line.words.split(), *tiny])  # the seed's words, then the tiny budget
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(0, verbose=False)
-    exp = build_experiment(cfg)
-    fit(fabric, exp, cfg, tmp_path / "run")
+    built = []
+    run(cfg, tmp_path / "run", prepare=lambda exp, *_: built.append(exp))
+    exp = built[0]
     records = [json.loads(row) for row in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     first_loss = next(r["loss"] for r in records if r.get("split") == "train")
     vocab_size = exp.tokenizer.vocab_size

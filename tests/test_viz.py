@@ -229,15 +229,11 @@ def test_tensorboard_hook_text_model(tmp_path):
     assert "samples/text/text_summary" in tags["tensors"]  # the stand-in generates through allmlp.generate
 
 
-def test_training_writes_tensorboard_images_and_viz_cli(tiny_fashion, tmp_path):
+def test_training_writes_tensorboard_images_and_viz_cli(tiny_fashion, tmp_path, tiny_run):
     from allmlp.cli import main
 
-    run_dir = tmp_path / "run"
-    code = main(["train", "--run-dir", str(run_dir), "fashion_mixer", f"data.path={tiny_fashion}",
-                 "train.max_steps=12", "train.eval_interval=6", "train.viz_interval=4", "train.log_interval=4",
-                 "train.checkpoint_interval=0", "train.progress=false", "data.batch_size=32", "model.depth=2",
-                 "model.hidden_dim=16", "model.tokens_mlp_dim=8", "model.channels_mlp_dim=16", "model.patch_size=7"])
-    assert code == 0
+    run_dir = tiny_run(tmp_path, "fashion_mixer", f"data.path={tiny_fashion}", "train.max_steps=12",
+                       "train.eval_interval=6", "train.viz_interval=4", "train.log_interval=4")
     tags = _tags(run_dir)
     assert {"token_mixing/layer_01", "token_mixing/layer_02", "patch_embedding/filters"} <= set(tags["images"])
     assert "train/loss" in tags["scalars"] and "test/acc" in tags["scalars"]
@@ -274,17 +270,11 @@ def test_real_text_models_give_their_figures(tmp_path):
     assert len(fig.axes[0].lines) == 1 + len(layers[0][1].segment_edges)
 
 
-def test_text_training_logs_samples_and_projector(tmp_path):
-    from allmlp.cli import main
-
+def test_text_training_logs_samples_and_projector(tmp_path, tiny_run):
     text_file = tmp_path / "tiny.txt"
     text_file.write_text("the cat sat on the mat. " * 60)
-    run_dir = tmp_path / "run"
-    assert main(["train", "--run-dir", str(run_dir), "shakespeare_mixer", "data.name=text", f"data.path={text_file}",
-                 "model.name=causal_mixer", "model.context_length=8", "model.embedding_dim=8", "model.depth=2",
-                 "model.channels_mlp_dim=8", "model.num_heads=2", "data.context_length=8", "data.batch_size=8",
-                 "train.max_steps=6", "train.eval_interval=3", "train.checkpoint_interval=0", "train.max_minutes=0",
-                 "train.log_interval=3", "train.progress=false", "optim.warmup_steps=1"]) == 0
+    run_dir = tiny_run(tmp_path, "shakespeare_mixer", "data.name=text", f"data.path={text_file}",
+                       "model.name=causal_mixer", "train.max_steps=6", "train.eval_interval=3", "train.log_interval=3")
     tags = _tags(run_dir)
     assert {"token_mixing/layer_01", "token_mixing/layer_02"} <= set(tags["images"])
     assert "samples/text/text_summary" in tags["tensors"]

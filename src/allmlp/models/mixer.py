@@ -83,7 +83,7 @@ class MlpMixer(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def patch_token_mixing(self) -> list[torch.Tensor]:
-        """Inspection hook: per block, the first token-mixing layer's hidden units on the patch grid (units, gh, gw)."""
+        """Inspection hook: per block, the first token-mixing layer's hidden units on the grid (units, gh, gw)."""
         gh, gw = self.stem.grid_size
         return [block.token_mixing.fc1.weight.detach().view(-1, gh, gw) for block in self.blocks]
 
