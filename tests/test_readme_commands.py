@@ -21,7 +21,17 @@ from allmlp.cli import main
 from allmlp.config import load_preset, preset_names
 
 ROOT = Path(__file__).parents[1]
-MARKDOWN = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def markdown_files() -> list[Path]:
+    """The README, then the docs/ pages in the order the README links them (a page's commands may use the runs an
+    earlier page made), then any page it does not link."""
+    linked = [ROOT / link for link in re.findall(r"\]\((docs/[\w./-]+\.md)\)", (ROOT / "README.md").read_text())]
+    pages = list(dict.fromkeys(path for path in linked if path.is_file()))
+    return [ROOT / "README.md", *pages, *sorted(set((ROOT / "docs").rglob("*.md")) - set(pages))]
+
+
+MARKDOWN = markdown_files()
 TINY_BUDGET = ["train.max_steps=3", "train.max_minutes=0", "train.max_epochs=0", "train.eval_interval=0",
                "train.checkpoint_interval=0", "train.log_interval=1", "train.progress=false", "data.batch_size=8",
                "data.eval_batch_size=64", "data.eval_targets=256", "data.val_lines=0", "data.test_lines=0",
@@ -112,6 +122,8 @@ ALL = [(path.name, line) for path in MARKDOWN for line in commands_in(path)]
 
 def test_the_readme_has_commands():
     assert len(ALL) > 20
+    pages = {source for source, _ in ALL}
+    assert {"README.md", "vision.md", "language-models.md", "inspecting.md", "scaling.md", "serving.md"} <= pages, pages
 
 
 def test_every_documented_command_runs(sandbox, monkeypatch, capsys):
