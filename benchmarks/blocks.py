@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import torch
-from common import (add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, spread, train,
-                    write_results)
+from common import (add_common_arguments, output_path, runs_folder, save_line_plot, smoke_fashion, smoke_folder,
+                    spread, train, write_results)
 
 from allmlp.configure import build_config
 from allmlp.data.cache import cache_dir
@@ -99,13 +99,7 @@ def plot(rows: dict[str, dict[int, dict]], path: Path, minutes: float) -> Path:
     ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
     ax.set_xlabel("Mixer blocks")
     ax.set_ylabel("test accuracy (%), mean over seeds")
-    ax.set_title(f"accuracy vs depth, {minutes:g} min of CPU training each (labels: parameters)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_line_plot(fig, ax, path, f"accuracy vs depth, {minutes:g} min of CPU training each (labels: parameters)")
 
 
 def train_seeds(preset: str, overrides: list[str], args, run_dir: Path) -> dict:

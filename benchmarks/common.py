@@ -134,6 +134,19 @@ def train(cfg, run_dir: Path, build=None, prepare=None) -> tuple:
     return built[0], {**result, "build_seconds": seconds[0]}
 
 
+def save_line_plot(fig, ax, path: Path, title: str) -> Path:
+    """Title, grid and legend on `ax`, then the figure written to `path` and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def spread(values: list[float]) -> dict:
     """Mean, sample standard deviation (0 for one value), min, max and the values, rounded to 4 places."""
     std = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from common import (add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, spread, train,
-                    write_results)
+from common import (add_common_arguments, output_path, runs_folder, save_line_plot, smoke_folder, smoke_text,
+                    spread, train, write_results)
 
 from allmlp.config import load_preset
 from allmlp.configure import build_config
@@ -183,13 +183,7 @@ def plot(models: dict, path: Path, minutes: float) -> Path:
     ax.set_xlabel("training seconds")
     ax.set_ylabel("val loss (nats per char)")
     ax.set_ylim(top=min(3.5, ax.get_ylim()[1]))
-    ax.set_title(f"Shakespeare, {minutes:g} min of CPU training each", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_line_plot(fig, ax, path, f"Shakespeare, {minutes:g} min of CPU training each")
 
 
 def run_model(name: str, args, data: list[str], runs: Path) -> dict:

@@ -3,8 +3,8 @@
 Like a stencil in a PDE solver, one update reads, for each position p, the T//2 characters before p and the
 T - T//2 after it (padding past either end) and replaces every character at once by the model's choice;
 `times` updates are applied one after the other. With `grow` > 0 each update first adds `grow` blank chars at
-both ends, so the text spreads outwards pass by pass, as the seed's automaton does (it pads its text with
-spaces before every pass): that is how a centered model continues a prompt.
+both ends, so the text spreads outwards pass by pass, as the language-interpolation project's automaton does (it pads
+its text with spaces before every pass): that is how a centered model continues a prompt.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def neighbourhoods(ids: torch.Tensor, context_length: int, pad: int) -> torch.Te
 
 
 def blank_id(tokenizer) -> int:
-    """The id new room is filled with: a space as the seed uses, else the generation pad."""
+    """The id new room is filled with: a space as the language-interpolation project uses, else the generation pad."""
     return tokenizer.stoi.get(" ", pad_id(tokenizer))
 
 
@@ -41,7 +41,7 @@ def reapply_passes(model: nn.Module, tokenizer, text: str, times: int, top_k: in
                    grow: int = 0) -> Iterator[str]:
     """Yield the text after each of `times` passes of a centered model over every position of `text` at once.
 
-    top_k=1 takes the likeliest character (the seed's topk=1); a larger top_k samples among the k likeliest.
+    top_k=1 takes the likeliest character (its topk=1); a larger top_k samples among the k likeliest.
     Each pass first adds `grow` blank chars at both ends (0: the text keeps its length).
     """
     if getattr(model, "lm_kind", None) != "centered":

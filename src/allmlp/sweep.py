@@ -4,7 +4,8 @@ Optuna's TPE sampler proposes each trial's values, the median pruner stops trial
 worse than the median of earlier trials at the same step, and every trial is an ordinary run folder
 (`runs/sweep_NAME/trial_K`, loadable by eval/generate). The sweep folder gets `results.csv`, `results.json` and
 `best.yaml` (the best trial's full config, a preset for `allmlp train`). `--jobs J` runs J worker processes
-that share the study through an optuna journal file. This replaces the seed's hydra + nevergrad multirun.
+that share the study through an optuna journal file. This replaces the language-interpolation project's hydra +
+nevergrad multirun.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def mixer_tiny_32(num_classes: int = 10, img_size=32, in_chans: int = 3, patch_s
 
 
 class ReferenceMixerBlock(nn.Module):
-    """The reference MNIST project's Mixer block, kept exactly: LayerNorm over patches, embedding MLP, then patch MLP."""
+    """The reference MNIST project's Mixer block, kept exactly: LayerNorm over patches, embedding MLP, patch MLP."""
 
     def __init__(self, patch_dim: int, embedding_dim: int, mlp_dim: int):
         super().__init__()

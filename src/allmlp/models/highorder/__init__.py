@@ -1,1 +1,1 @@
-"""High-order (piecewise polynomial) layers and the language networks of the language-interpolation seed."""
+"""High-order (piecewise polynomial) layers and the language networks of the language-interpolation project."""

@@ -62,8 +62,8 @@ def mirror_into_range(u: torch.Tensor) -> torch.Tensor:
 
     A polynomial of degree n-1 grows like |xi|^(n-1) outside its segment: a LayerNorm output of 2 (common) lies
     at local coordinate 3 of the end segment of a 2-segment link, where the quartic (n=5) basis is ~270x its
-    in-range size; that started seed-004's n=5 line at 590 nats. Reflecting keeps every link within its values
-    on the range, for any input (what the seed's `periodicity: 2.0` did)."""
+    in-range size; that started the language-interpolation project's n=5 line at 590 nats. Reflecting keeps every
+    link within its values on the range, for any input (what its `periodicity: 2.0` did)."""
     return 1 - (torch.remainder(u, 2) - 1).abs()
 
 
@@ -244,7 +244,7 @@ def make_norm(normalization: str, width: int, layer_gain: float = 1 / 3) -> nn.M
 
     The default gain 1/3 starts a LayerNorm's outputs at standard deviation 1/3, so 99.7% of them lie inside a
     piecewise layer's [-1, 1] (the rest are mirrored back); the gain learns to widen them. With gain 1 a third
-    of them lay outside, and seed-004's n=4 line reached val 4.45 after 91 steps against 4.09 with 1/3."""
+    of them lay outside, and its n=4 line reached val 4.45 after 91 steps against 4.09 with 1/3."""
     if normalization == "layer":
         norm = nn.LayerNorm(width)
         nn.init.constant_(norm.weight, layer_gain)

@@ -1,9 +1,10 @@
-"""Language networks built from piecewise polynomial layers (the language-interpolation seed's `net=` choices).
+"""Language networks built from piecewise polynomial layers (the language-interpolation project's `net=`
+choices).
 
 Every network is a window language model: it reads `context_length` characters and returns logits for the next
 one ([B, V]). Characters enter as scalars: token id c becomes x = (2c + 1) / V - 1, the centre of segment c
 of an input layer with `input_segments` = V segments (0 = V), so each character owns one segment per link,
-as the seed's 128-segment ASCII input layer does (our ids come from the tokenizer, so V is the corpus'
+as its 128-segment ASCII input layer does (our ids come from the tokenizer, so V is the corpus'
 alphabet, e.g. 65 for Shakespeare, not 128).
 """
 
@@ -109,7 +110,7 @@ class HighOrderConvNet(HighOrderLM):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, V) next-character logits."""
-        h = self.scalars(idx).unsqueeze(1)  # (B, 1, T): the seed's data.add_channel_dimension
+        h = self.scalars(idx).unsqueeze(1)  # (B, 1, T): its data.add_channel_dimension
         for conv, norm in zip(self.convs, self.norms):
             h = norm(conv(h).transpose(1, 2)).transpose(1, 2)  # (B, C, L)
         return self.output_layer(self.flat_norm(h.flatten(1)))  # (B, V)
