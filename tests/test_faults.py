@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from allmlp.cli import main
+from conftest import TINY_BUDGET, TINY_MODELS
 
 FAULTS_PATH = Path(__file__).parents[1] / "benchmarks" / "faults.py"
 sys.path.insert(0, str(FAULTS_PATH.parent))  # the benchmark's own imports (benchmarks/ is not a package)
@@ -81,13 +82,12 @@ def test_two_trainings_of_one_preset_take_two_folders(data, tmp_path):
 
 # ---- hostile files --------------------------------------------------------------------------------------------
 
-TINY_IMAGE = ["fashion_mixer", "data.batch_size=32", "model.hidden_dim=16", "model.depth=2", "model.patch_size=7",
-              "model.tokens_mlp_dim=8", "model.channels_mlp_dim=32", "train.max_steps=4", "train.eval_interval=0",
-              "train.checkpoint_interval=2", "train.progress=false", "train.max_minutes=0", "data.augment=false",
-              "data.val_size=32"]
-TINY_TEXT = ["names_causal_mixer", "data.val_lines=20", "data.test_lines=20", "data.batch_size=16",
+# The tiny budget of conftest, run for 4 steps with a checkpoint every 2.
+TINY_IMAGE = ["fashion_mixer", *TINY_BUDGET, *TINY_MODELS["fashion_mixer"], "model.channels_mlp_dim=32",
+              "train.max_steps=4", "train.checkpoint_interval=2", "data.augment=false", "data.val_size=32"]
+TINY_TEXT = ["names_causal_mixer", *TINY_BUDGET, "data.val_lines=20", "data.test_lines=20", "data.batch_size=16",
              "model.embedding_dim=16", "model.depth=2", "model.channels_mlp_dim=32", "train.max_steps=4",
-             "train.eval_interval=0", "train.checkpoint_interval=2", "train.progress=false", "train.max_minutes=0"]
+             "train.checkpoint_interval=2"]
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,10 @@ import torch
 
 import allmlp
 from allmlp.cli import main
-from conftest import separable_images, write_idx
+from conftest import TINY_BUDGET, separable_images, write_idx
 
-FAST_MIXER = ["model.hidden_dim=8", "model.depth=1", "model.patch_size=7", "model.tokens_mlp_dim=8",
-              "model.channels_mlp_dim=8", "train.max_steps=2", "data.batch_size=16", "train.progress=false",
-              "train.eval_interval=0", "train.checkpoint_interval=0"]
+FAST_MIXER = [*TINY_BUDGET, "model.hidden_dim=8", "model.depth=1", "model.patch_size=7", "model.tokens_mlp_dim=8",
+              "model.channels_mlp_dim=8", "data.batch_size=16"]
 CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 MARKER = "payload-ran"  # relative: the cases run in tmp_path, where a payload would create it
 

@@ -37,11 +37,9 @@ def test_cifar_recipes_share_one_training_recipe():
 
 
 @pytest.mark.parametrize("preset", ["cifar10_mixer_2", "cifar10_resnet20"])
-def test_cifar_pipeline_trains_and_evaluates_on_pickle_batches(tmp_path, tiny_cifar, capsys, preset):
-    run = tmp_path / "run"
-    code = main(["train", preset, f"data.path={tiny_cifar}", "data.batch_size=8", "data.val_size=8",
-                 "train.max_epochs=0", "train.max_steps=3", "train.progress=false", "--run-dir", str(run)])
-    assert code == 0, capsys.readouterr().err
+def test_cifar_pipeline_trains_and_evaluates_on_pickle_batches(tmp_path, tiny_cifar, capsys, preset, tiny_run):
+    run = tiny_run(tmp_path, preset, f"data.path={tiny_cifar}", "data.batch_size=8", "data.val_size=8",
+                   "train.max_steps=3")
     model, cfg, _ = load_run(run)
     assert cfg.data.name == "cifar10" and cfg.model.args["num_classes"] == 10
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
