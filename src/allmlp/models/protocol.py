@@ -15,7 +15,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
-LM_KINDS = ("window", "causal", "centered")
+from ..data.text import LM_KINDS  # noqa: F401  (re-exported: the kinds belong to the protocol as much as to batches)
 
 
 @runtime_checkable

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 
 def _pyplot():
