@@ -18,6 +18,16 @@ def test_models_table_lists_pinned_counts(capsys):
     assert "mixer_b16" in out and "59,880,472" in out and "mlp_mixer_seed" in out
 
 
+def test_version_and_usage_list_every_command(capsys):
+    import allmlp
+    from allmlp.cli import COMMANDS
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out == f"allmlp {allmlp.__version__}\n"
+    assert main([]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert listed == list(COMMANDS)
+
+
 def test_unknown_command_and_preset_are_one_line_errors(capsys):
     assert main(["trian"]) == 2
     assert "did you mean 'train'" in capsys.readouterr().err
