@@ -126,11 +126,25 @@ def test_no_import_cycle():
             visit(name, [name])
 
 
+def data_model_args(cfg) -> dict:
+    """The model arguments an image task takes from its data set (shape, classes), from the data set's description
+    alone (nothing is loaded)."""
+    from allmlp.data.images import get_dataset
+    from allmlp.models import model_info
+    from allmlp.tasks import classification
+
+    if model_info(cfg.model.name)["task"] != "image":
+        return {}
+    spec = get_dataset(cfg.data.name)
+    size = getattr(cfg.data, "img_size", 0) or spec.shape[1]  # data.img_size: images resized for the model
+    return classification.data_model_args(cfg, spec.shape[0], size, len(spec.classes))
+
+
 @pytest.mark.parametrize("preset", preset_names())
 def test_every_shipped_preset_builds_its_model(preset):
     cfg = build_config(preset)
     with torch.device("meta"):  # Mixer-B/16 and friends without their memory
-        model = create_model(cfg.model.name, **cfg.model.args)
+        model = create_model(cfg.model.name, **{**data_model_args(cfg), **cfg.model.args})
     assert isinstance(model, torch.nn.Module)
     if "vocab_size" in model_kwargs(cfg.model.name):
         assert is_language_model(model), f"{preset}: {cfg.model.name} breaks the language-model protocol"
