@@ -19,7 +19,7 @@ SOURCE = Path(__file__).parents[1] / "src" / "allmlp"
 LAYERS = [
     ("config", "compat", "files", "data"),
     ("models",),
-    ("configure", "experiment", "engine", "rundir", "checkpoint", "tasks"),
+    ("configure", "experiment", "optim", "engine", "rundir", "checkpoint", "tasks"),
     ("generate", "automaton", "viz", "report", "sweep", "export", "pretrained", "api"),
     ("cli", "__main__"),
 ]
