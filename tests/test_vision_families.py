@@ -13,7 +13,8 @@ from allmlp.models.resmlp import PAPER_VARIANTS as RESMLP_VARIANTS
 
 
 def resmlp_formula(patch, hidden, depth, img=224, in_chans=3, classes=1000, mlp_ratio=4):
-    """ResMLP parameters by hand: stem, per block 2 Affines + N x N linear + 2 LayerScales + channel MLP, Affine, head."""
+    """ResMLP parameters by hand: stem, per block 2 Affines + N x N linear + 2 LayerScales + channel MLP; Affine,
+    head."""
     n, inner = (img // patch) ** 2, int(hidden * mlp_ratio)
     block = 4 * hidden + (n * n + n) + 2 * hidden + (hidden * inner + inner + inner * hidden + hidden)
     return in_chans * patch * patch * hidden + hidden + depth * block + 2 * hidden + hidden * classes + classes
@@ -110,7 +111,8 @@ def test_intermediates_after_chosen_blocks():
 
 
 def test_block_indices_rules_and_errors():
-    assert block_indices(6, 2) == [4, 5] and block_indices(6, [-1, 0, 0]) == [0, 5] and block_indices(3, None) == [0, 1, 2]
+    assert block_indices(6, 2) == [4, 5] and block_indices(6, [-1, 0, 0]) == [0, 5]
+    assert block_indices(3, None) == [0, 1, 2]
     with pytest.raises(ValueError, match="block index 6 out of range: the model has 6 blocks"):
         block_indices(6, [6])
     with pytest.raises(ValueError, match="indices=7: the model has 6 blocks"):
