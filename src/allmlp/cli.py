@@ -15,6 +15,7 @@ COMMANDS = {
     "data": ("allmlp.commands:data_main", "fetch or list data sets: allmlp data fetch NAME"),
     "presets": ("allmlp.commands:presets_main", "list the shipped presets"),
     "finetune": ("allmlp.pretrained:finetune_main", "train a Mixer/ResMLP/gMLP from official or timm weights: --weights FILE PRESET"),
+    "embed": ("allmlp.embed_cli:main", "pooled features of a data split: allmlp embed RUN --data test --out f.npy"),
     "export": ("allmlp.export:export_main", "export a run to onnx, torchscript or pt2 and check its logits"),
     "viz": ("allmlp.viz:main", "write a run's figures (curves, mixing weights, embeddings) as PNGs"),
     "report": ("allmlp.report:main", "one self-contained HTML page of a run, or a comparison of runs"),
