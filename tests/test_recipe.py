@@ -12,9 +12,9 @@ from allmlp.config import ConfigError, build_config
 from allmlp.data.batches import generator_for
 from allmlp.data.mixing import mix_batch, random_erasing
 from allmlp.ema import WeightEma
-from allmlp.engine import fit, make_fabric
 from allmlp.models import create_model
 from allmlp.tasks import build_experiment
+from test_engine import train  # the engine tests' way to build and fit a config
 
 B = 8
 
@@ -98,14 +98,6 @@ def recipe_cfg(folder, steps, **extra):
                  "optim.warmup_steps=2", "data.mixup_alpha=0.2", "data.cutmix_alpha=1.0", "data.mix_prob=0.8",
                  "data.random_erasing=0.25", "model.drop_path_rate=0.2", "train.ema_decay=0.9"]
     return build_config("fashion_mixer", overrides + [f"{k}={v}" for k, v in extra.items()])
-
-
-def train(cfg, run_dir, resume=False, hooks=()):
-    fabric = make_fabric(cfg.train)
-    fabric.seed_everything(cfg.train.seed, verbose=False)
-    exp = build_experiment(cfg)
-    exp.hooks.extend(hooks)
-    return exp, fit(fabric, exp, cfg, run_dir, resume=resume)
 
 
 def test_training_batches_are_soft_labelled_and_a_function_of_seed_and_step(tiny_fashion):

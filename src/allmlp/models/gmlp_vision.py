@@ -80,7 +80,7 @@ class GmlpVision(PatchTokenModel):
         nn.init.zeros_(self.head.weight)
 
 
-# The paper's Table 1 / timm's gmlp_*16_224: (patch, hidden, depth); mlp_ratio 6 (d_ffn = 6 * d_model).
+# The paper's Table 1 / timm's gmlp_*16_224: (patch, hidden, depth); mlp_ratio 6 (d_ffn = 6 * d_model), 224 px RGB.
 PAPER_VARIANTS = {
     "gmlp_ti16": (16, 128, 30),
     "gmlp_s16": (16, 256, 30),
@@ -88,35 +88,24 @@ PAPER_VARIANTS = {
 }
 
 
-def _register_paper_variant(name: str, patch: int, hidden: int, depth: int) -> None:
-    def factory(num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size=patch, hidden_dim: int = hidden,
-                depth: int = depth, mlp_ratio: float = 6.0, dropout: float = 0.0,
+def _register_variant(name: str, doc: str, input_size: tuple[int, int, int], classes: int, patch: int, hidden: int,
+                      blocks: int, ratio: float) -> None:
+    channels, side, _ = input_size
+
+    def factory(num_classes: int = classes, img_size=side, in_chans: int = channels, patch_size=patch,
+                hidden_dim: int = hidden, depth: int = blocks, mlp_ratio: float = ratio, dropout: float = 0.0,
                 drop_path_rate: float = 0.0) -> GmlpVision:
         return GmlpVision(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, mlp_ratio, dropout,
                           drop_path_rate)
 
-    factory.__name__ = name
-    factory.__doc__ = f"gMLP-{name[5:-2].upper()} of the paper (16x16 patches, 224 px, ImageNet head by default)."
-    register_model(name, input_size=(3, 224, 224))(factory)
+    factory.__name__, factory.__doc__ = name, doc
+    register_model(name, input_size=input_size)(factory)
 
 
-for _name, _dims in PAPER_VARIANTS.items():
-    _register_paper_variant(_name, *_dims)
-
-
-@register_model(input_size=(1, 28, 28))
-def gmlp_tiny_28(num_classes: int = 10, img_size=28, in_chans: int = 1, patch_size=4, hidden_dim: int = 128,
-                 depth: int = 4, mlp_ratio: float = 3.0, dropout: float = 0.0,
-                 drop_path_rate: float = 0.0) -> GmlpVision:
-    """Small gMLP for 28x28 images (Fashion-MNIST): 49 tokens of 4x4 patches, ~0.31M parameters."""
-    return GmlpVision(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, mlp_ratio, dropout,
-                      drop_path_rate)
-
-
-@register_model(input_size=(3, 32, 32))
-def gmlp_tiny_32(num_classes: int = 10, img_size=32, in_chans: int = 3, patch_size=4, hidden_dim: int = 128,
-                 depth: int = 4, mlp_ratio: float = 3.0, dropout: float = 0.0,
-                 drop_path_rate: float = 0.0) -> GmlpVision:
-    """Small gMLP for 32x32 images (CIFAR-10): 64 tokens of 4x4 patches, ~0.32M parameters."""
-    return GmlpVision(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, mlp_ratio, dropout,
-                      drop_path_rate)
+for _name, (_patch, _hidden, _depth) in PAPER_VARIANTS.items():
+    _register_variant(_name, f"gMLP-{_name[5:-2].upper()} of the paper (16x16 patches, 224 px, ImageNet head by "
+                      "default).", (3, 224, 224), 1000, _patch, _hidden, _depth, 6.0)
+_register_variant("gmlp_tiny_28", "Small gMLP for 28x28 images (Fashion-MNIST): 49 tokens of 4x4 patches, 313,042 "
+                  "parameters.", (1, 28, 28), 10, 4, 128, 4, 3.0)
+_register_variant("gmlp_tiny_32", "Small gMLP for 32x32 images (CIFAR-10): 64 tokens of 4x4 patches, 323,978 "
+                  "parameters.", (3, 32, 32), 10, 4, 128, 4, 3.0)

@@ -66,7 +66,7 @@ class ResMlp(PatchTokenModel):
                 nn.init.zeros_(m.bias)
 
 
-# The paper's Table 1 / timm's resmlp_*_224: (patch, hidden, depth, LayerScale init). mlp_ratio 4 throughout.
+# The paper's Table 1 / timm's resmlp_*_224: (patch, hidden, depth, LayerScale init), mlp_ratio 4, 224 px RGB.
 PAPER_VARIANTS = {
     "resmlp_12": (16, 384, 12, 0.1),
     "resmlp_24": (16, 384, 24, 1e-5),
@@ -75,35 +75,24 @@ PAPER_VARIANTS = {
 }
 
 
-def _register_paper_variant(name: str, patch: int, hidden: int, depth: int, init: float) -> None:
-    def factory(num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size=patch, hidden_dim: int = hidden,
-                depth: int = depth, mlp_ratio: float = 4.0, init_values: float = init, dropout: float = 0.0,
-                drop_path_rate: float = 0.0) -> ResMlp:
+def _register_variant(name: str, doc: str, input_size: tuple[int, int, int], classes: int, patch: int, hidden: int,
+                      blocks: int, ratio: float, init: float) -> None:
+    channels, side, _ = input_size
+
+    def factory(num_classes: int = classes, img_size=side, in_chans: int = channels, patch_size=patch,
+                hidden_dim: int = hidden, depth: int = blocks, mlp_ratio: float = ratio, init_values: float = init,
+                dropout: float = 0.0, drop_path_rate: float = 0.0) -> ResMlp:
         return ResMlp(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, mlp_ratio, init_values,
                       dropout, drop_path_rate)
 
-    factory.__name__ = name
-    factory.__doc__ = f"ResMLP-{name[7:].upper()} of the paper (224 px, ImageNet head by default)."
-    register_model(name, input_size=(3, 224, 224))(factory)
+    factory.__name__, factory.__doc__ = name, doc
+    register_model(name, input_size=input_size)(factory)
 
 
-for _name, _dims in PAPER_VARIANTS.items():
-    _register_paper_variant(_name, *_dims)
-
-
-@register_model(input_size=(1, 28, 28))
-def resmlp_tiny_28(num_classes: int = 10, img_size=28, in_chans: int = 1, patch_size=4, hidden_dim: int = 128,
-                   depth: int = 4, mlp_ratio: float = 2.0, init_values: float = 0.1, dropout: float = 0.0,
-                   drop_path_rate: float = 0.0) -> ResMlp:
-    """Small ResMLP for 28x28 images (Fashion-MNIST): 49 tokens of 4x4 patches, ~0.28M parameters."""
-    return ResMlp(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, mlp_ratio, init_values, dropout,
-                  drop_path_rate)
-
-
-@register_model(input_size=(3, 32, 32))
-def resmlp_tiny_32(num_classes: int = 10, img_size=32, in_chans: int = 3, patch_size=4, hidden_dim: int = 128,
-                   depth: int = 4, mlp_ratio: float = 2.0, init_values: float = 0.1, dropout: float = 0.0,
-                   drop_path_rate: float = 0.0) -> ResMlp:
-    """Small ResMLP for 32x32 images (CIFAR-10): 64 tokens of 4x4 patches, ~0.29M parameters."""
-    return ResMlp(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, mlp_ratio, init_values, dropout,
-                  drop_path_rate)
+for _name, (_patch, _hidden, _depth, _init) in PAPER_VARIANTS.items():
+    _register_variant(_name, f"ResMLP-{_name[7:].upper()} of the paper (224 px, ImageNet head by default).",
+                      (3, 224, 224), 1000, _patch, _hidden, _depth, 4.0, _init)
+_register_variant("resmlp_tiny_28", "Small ResMLP for 28x28 images (Fashion-MNIST): 49 tokens of 4x4 patches, "
+                  "280,274 parameters.", (1, 28, 28), 10, 4, 128, 4, 2.0, 0.1)
+_register_variant("resmlp_tiny_32", "Small ResMLP for 32x32 images (CIFAR-10): 64 tokens of 4x4 patches, "
+                  "291,210 parameters.", (3, 32, 32), 10, 4, 128, 4, 2.0, 0.1)
