@@ -185,3 +185,19 @@ def test_other_sizes_are_errors_in_training_or_off_the_patch_grid():
         model.eval()(torch.randn(1, 1, 30, 28))
     with pytest.raises(ValueError, match=r"expects images of shape \(B, 1, 28, 28\), got \(1, 3, 28, 28\)"):
         model(torch.randn(1, 3, 28, 28))
+
+
+def test_non_square_patches_through_train_reload_and_eval_at_a_non_square_size(tiny_fashion, tmp_path, capsys):
+    from allmlp.checkpoint import load_run
+    from allmlp.cli import main
+
+    run = tmp_path / "run"
+    code = main(["train", "fashion_mixer", f"data.path={tiny_fashion}", "model.name=gmlp_tiny_28",
+                 "model.patch_size=[7, 4]", "model.depth=2", "data.val_size=64", "data.batch_size=32",
+                 "train.max_steps=2", "train.progress=false", "--run-dir", str(run)])
+    assert code == 0, capsys.readouterr().err
+    model, cfg, _ = load_run(run)  # config.yaml keeps the pair
+    assert tuple(cfg.model.args["patch_size"]) == (7, 4) and model.stem.grid_size == (4, 7)
+    assert main(["eval", str(run)]) == 0
+    wide = torch.randn(3, 1, 28, 40)  # 4 x 10 patches: token mixing resized from 4 x 7 on the fly
+    assert model(wide).shape == (3, 10) and model.forward_intermediates(wide, 1)[0].shape == (3, 128, 4, 10)

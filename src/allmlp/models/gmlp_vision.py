@@ -92,9 +92,9 @@ def _register_variant(name: str, doc: str, input_size: tuple[int, int, int], cla
                       blocks: int, ratio: float) -> None:
     channels, side, _ = input_size
 
-    def factory(num_classes: int = classes, img_size=side, in_chans: int = channels, patch_size=patch,
-                hidden_dim: int = hidden, depth: int = blocks, mlp_ratio: float = ratio, dropout: float = 0.0,
-                drop_path_rate: float = 0.0) -> GmlpVision:
+    def factory(num_classes: int = classes, img_size=(side, side), in_chans: int = channels,
+                patch_size=(patch, patch), hidden_dim: int = hidden, depth: int = blocks, mlp_ratio: float = ratio,
+                dropout: float = 0.0, drop_path_rate: float = 0.0) -> GmlpVision:
         return GmlpVision(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, mlp_ratio, dropout,
                           drop_path_rate)
 

@@ -83,7 +83,7 @@ PAPER_VARIANTS = {
 
 
 def _register_paper_variant(name: str, patch: int, hidden: int, depth: int, tokens: int, channels: int):
-    def factory(num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size: int = patch,
+    def factory(num_classes: int = 1000, img_size=(224, 224), in_chans: int = 3, patch_size=(patch, patch),
                 hidden_dim: int = hidden, depth: int = depth, tokens_mlp_dim: int = tokens,
                 channels_mlp_dim: int = channels, dropout: float = 0.0, norm_eps: float = 1e-6,
                 gelu: str = "none", drop_path_rate: float = 0.0) -> MlpMixer:
@@ -100,7 +100,7 @@ for _name, _dims in PAPER_VARIANTS.items():
 
 
 @register_model(input_size=(1, 28, 28))
-def mixer_tiny_28(num_classes: int = 10, img_size=28, in_chans: int = 1, patch_size=4,
+def mixer_tiny_28(num_classes: int = 10, img_size=(28, 28), in_chans: int = 1, patch_size=(4, 4),
                   hidden_dim: int = 128, depth: int = 6, tokens_mlp_dim: int = 96,
                   channels_mlp_dim: int = 384, dropout: float = 0.0, norm_eps: float = 1e-6,
                   gelu: str = "none", drop_path_rate: float = 0.0) -> MlpMixer:
@@ -110,7 +110,7 @@ def mixer_tiny_28(num_classes: int = 10, img_size=28, in_chans: int = 1, patch_s
 
 
 @register_model(input_size=(3, 32, 32))
-def mixer_tiny_32(num_classes: int = 10, img_size=32, in_chans: int = 3, patch_size=4,
+def mixer_tiny_32(num_classes: int = 10, img_size=(32, 32), in_chans: int = 3, patch_size=(4, 4),
                   hidden_dim: int = 128, depth: int = 4, tokens_mlp_dim: int = 64,
                   channels_mlp_dim: int = 512, dropout: float = 0.0, norm_eps: float = 1e-6,
                   gelu: str = "none", drop_path_rate: float = 0.0) -> MlpMixer:
