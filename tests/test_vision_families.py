@@ -201,3 +201,16 @@ def test_non_square_patches_through_train_reload_and_eval_at_a_non_square_size(t
     assert main(["eval", str(run)]) == 0
     wide = torch.randn(3, 1, 28, 40)  # 4 x 10 patches: token mixing resized from 4 x 7 on the fly
     assert model(wide).shape == (3, 10) and model.forward_intermediates(wide, 1)[0].shape == (3, 128, 4, 10)
+
+
+@pytest.mark.parametrize("name", ["resmlp_tiny_28", "gmlp_tiny_28"])
+def test_token_mixing_figures_read_the_n_by_n_linear_layers(name, tmp_path):
+    from allmlp import viz
+
+    model = create_model(name, depth=3)
+    units = viz.vision_token_mixing_units(model)
+    linears = [m.token_mixing.weight for m in model.modules() if isinstance(getattr(m, "token_mixing", None),
+                                                                           torch.nn.Linear)]
+    assert len(units) == 3 and all(u.shape == (49, 7, 7) for u in units)
+    assert torch.equal(units[0].reshape(49, 49), linears[0].detach())
+    assert viz.plot_token_mixing_patches(units, tmp_path / "t.png").stat().st_size > 1000
