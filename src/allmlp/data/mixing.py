@@ -70,8 +70,9 @@ def mix_batch(images: torch.Tensor, labels: torch.Tensor, num_classes: int, gene
 def random_erasing(images: torch.Tensor, prob: float, generator: torch.Generator,
                    area: tuple[float, float] = (0.02, 1 / 3), aspect: tuple[float, float] = (0.3, 1 / 0.3)):
     """Random erasing (Zhong et al. 2020): with probability `prob` per image, a box of random area (a fraction of
-    the image in `area`) and aspect ratio (log-uniform in `aspect`) is filled with normal noise, per pixel and
-    channel, at the scale of normalised images (timm's "pixel" mode)."""
+    the image in `area`) and aspect ratio (log-uniform in `aspect`), clipped to the image, is filled with normal
+    noise per pixel and channel, at the scale of normalised images (timm's "pixel" mode; timm redraws a box that
+    does not fit instead of clipping it)."""
     if prob <= 0:
         return images
     b, c, h, w = images.shape
