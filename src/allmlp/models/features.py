@@ -32,6 +32,16 @@ def block_indices(num_blocks: int, indices: int | Sequence[int] | None) -> list[
     return sorted(set(chosen))
 
 
+def outputs_after(blocks, x: torch.Tensor, chosen: list[int]) -> list[torch.Tensor]:
+    """Run `x` through `blocks` up to the last chosen one; the outputs after each chosen block."""
+    out = []
+    for index, block in enumerate(blocks[:chosen[-1] + 1]):
+        x = block(x)
+        if index in chosen:
+            out.append(x)
+    return out
+
+
 def _resize_grid(values: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], mode: str) -> torch.Tensor:
     # values: (R, N) with N = src[0] * src[1] laid out row-major over the patch grid -> (R, N')
     grid = values.reshape(values.shape[0], 1, *src)

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from . import register_model
 from .blocks import Mlp, MixerBlock, drop_path_rates
-from .features import PatchTokenModel, block_indices, pair
+from .features import PatchTokenModel, block_indices, outputs_after, pair
 
 
 def _check_image(x: torch.Tensor, in_chans: int, img_size: tuple[int, int], model: str) -> None:
@@ -165,12 +165,8 @@ class MLPMixer(nn.Module):
         chosen = block_indices(len(self.mixers), indices)
         _check_image(x, self.img_shape[0], self.img_shape[1:], "MLPMixer")
         x = self.patch_embedding.proj(x).flatten(2)  # (B, E, N)
-        maps = []
-        for index, block in enumerate(self.mixers[:chosen[-1] + 1]):
-            x = block(x)
-            if index in chosen:
-                maps.append(x.reshape(x.shape[0], x.shape[1], *self.patch_embedding.grid_size))
-        return maps
+        grid = self.patch_embedding.grid_size
+        return [y.reshape(y.shape[0], y.shape[1], *grid) for y in outputs_after(self.mixers, x, chosen)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -211,12 +207,7 @@ class MlpClassifier(nn.Module):
         layers = [self.body[i:i + 3] for i in range(0, len(self.body), 3)]  # Linear, ReLU, Dropout per layer
         chosen = block_indices(len(layers), indices)
         _check_image(x, self.in_chans, self.img_size, "MlpClassifier")
-        x, out = x.flatten(1), []
-        for index, layer in enumerate(layers[:chosen[-1] + 1]):
-            x = layer(x)
-            if index in chosen:
-                out.append(x)
-        return out
+        return outputs_after(layers, x.flatten(1), chosen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
-from .features import block_indices
+from .features import block_indices, outputs_after
 
 
 class ShortcutA(nn.Module):
@@ -75,12 +75,7 @@ class CifarResNet(nn.Module):
         """Feature maps (B, C, H', W') after the chosen basic blocks (see `block_indices`)."""
         chosen = block_indices(len(self.blocks), indices)
         self._check(x)
-        x, maps = self.stem(x), []
-        for index, block in enumerate(self.blocks[:chosen[-1] + 1]):
-            x = block(x)
-            if index in chosen:
-                maps.append(x)
-        return maps
+        return outputs_after(self.blocks, self.stem(x), chosen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
