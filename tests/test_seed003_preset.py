@@ -17,7 +17,8 @@ def test_seed003_preset_is_the_32px_recipe_at_72px_with_9x9_patches():
     # the same Mixer as the 32-px preset's but for a 9x9x3 patch stem (243 inputs instead of 48)
     assert count_parameters(model) == 175_242 + (243 - 48) * 128 == 200_202
     assert seed.optim == small.optim and seed.train == small.train
-    differ = {f.name for f in dataclasses.fields(seed.data) if getattr(seed.data, f.name) != getattr(small.data, f.name)}
+    differ = {f.name for f in dataclasses.fields(seed.data)
+              if getattr(seed.data, f.name) != getattr(small.data, f.name)}
     assert differ == {"img_size", "crop_padding"}
 
 

@@ -29,7 +29,7 @@ class SpatialGatingUnit(nn.Module):
 
 
 class GatedMlp(nn.Module):
-    """Linear -> GELU -> spatial gating (halves the width) -> Linear."""
+    """Linear -> GELU -> (dropout) -> spatial gating (halves the width) -> Linear -> (dropout)."""
 
     def __init__(self, num_tokens: int, hidden_dim: int, mlp_dim: int, dropout: float = 0.0):
         super().__init__()
@@ -40,7 +40,7 @@ class GatedMlp(nn.Module):
         self.fc2 = nn.Linear(mlp_dim // 2, hidden_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop(self.gate(self.drop(self.act(self.fc1(x))))))  # (B, N, C) -> (B, N, C)
+        return self.drop(self.fc2(self.gate(self.drop(self.act(self.fc1(x))))))  # (B, N, C), dropout as timm's
 
 
 class GmlpBlock(nn.Module):
