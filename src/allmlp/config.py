@@ -40,7 +40,7 @@ class DataConfig:
     hflip: bool = True
     eval_hflip: bool = False  # images: evaluate on the mean logits of each image and its mirror image
     val_size: int = 0  # images: hold this many training images out for validation
-    img_size: int = 0  # images: resize every split to this side (bilinear) before training, e.g. 72; 0 keeps it
+    img_size: int = 0  # images: resize every batch (train and eval) to this side, bilinear, e.g. 72; 0 keeps it
     mixup_alpha: float = 0.0  # images: mixup with lambda ~ Beta(alpha, alpha); 0 disables (labels become soft)
     cutmix_alpha: float = 0.0  # images: cutmix likewise; with mixup too, each mixed image uses one of the two
     mix_prob: float = 1.0  # images: share of training images mixed when mixup or cutmix is on
