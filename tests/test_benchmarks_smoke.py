@@ -25,7 +25,7 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "ngram.py": ([], ("names", "shakespeare", "names_list")),
     "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound")),
     "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
-    "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view")),
+    "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view", "table", "best_on_val")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
     "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
     "engine_overhead.py": ([], ("ratio", "checkpoint")),

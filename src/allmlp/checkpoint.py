@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from .config import Config, config_yaml, load_config
 
 WEIGHTS = "model.safetensors"
+EMA_WEIGHTS = "model_ema.safetensors"  # the moving average of the weights, when train.ema_decay > 0
 CONFIG = "config.yaml"
 TOKENIZER = "tokenizer.json"
 TRAINER_STATE = "trainer_state.safetensors"

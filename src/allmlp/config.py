@@ -40,6 +40,11 @@ class DataConfig:
     hflip: bool = True
     eval_hflip: bool = False  # images: evaluate on the mean logits of each image and its mirror image
     val_size: int = 0  # images: hold this many training images out for validation
+    img_size: int = 0  # images: resize every batch (train and eval) to this side, bilinear, e.g. 72; 0 keeps it
+    mixup_alpha: float = 0.0  # images: mixup with lambda ~ Beta(alpha, alpha); 0 disables (labels become soft)
+    cutmix_alpha: float = 0.0  # images: cutmix likewise; with mixup too, each mixed image uses one of the two
+    mix_prob: float = 1.0  # images: share of training images mixed when mixup or cutmix is on
+    random_erasing: float = 0.0  # images: probability of erasing a random box of each training image with noise
     # text corpora
     context_length: int = 0  # text: chars a model sees; 0 keeps the model's own default (model.context_length)
     train_fraction: float = 0.9
@@ -95,6 +100,7 @@ class TrainConfig:
     run_name: str = ""  # default: the preset name
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
     progress: bool = True
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights, evaluated and saved beside them
 
 
 @dataclass
@@ -325,6 +331,11 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.eval_batch_size": _at_least(1),
     "data.crop_padding": _at_least(0),
     "data.val_size": _at_least(0),
+    "data.img_size": _at_least(0),
+    "data.mixup_alpha": _at_least(0),
+    "data.cutmix_alpha": _at_least(0),
+    "data.mix_prob": _fraction(include_one=True),
+    "data.random_erasing": _fraction(include_one=True),
     "data.context_length": _at_least(0),
     "data.train_fraction": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),
     "data.val_fraction": _fraction(),
@@ -361,6 +372,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.checkpoint_interval": _at_least(0),
     "train.viz_interval": _at_least(0),
     "train.threads": _at_least(0),
+    "train.ema_decay": _fraction(),
 }
 
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 from . import checkpoint as ckpt
 from . import rundir
 from .config import Config, ConfigError, OptimConfig, TrainConfig
+from .ema import WeightEma
 from .experiment import Experiment, Hook, LossFn  # noqa: F401  (re-exported: the engine's public contract)
 
 def make_fabric(train: TrainConfig):
@@ -189,8 +190,9 @@ class _Writer:
             self.tb = None
 
 
-def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Config) -> dict:
-    """Weights, optimizer and RNG of the run folder's last checkpoint, loaded in place; returns the loop state."""
+def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Config) -> tuple[dict, dict | None]:
+    """Weights, optimizer and RNG of the run folder's last checkpoint, loaded in place; returns the loop state and
+    the averaged weights (None when the run kept no average)."""
     saved = ckpt.load_trainer_state(run_dir)
     if saved is None:
         raise ckpt.CheckpointError(f"--resume: no checkpoint to resume in {run_dir}")
@@ -215,7 +217,7 @@ def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Conf
             torch.cuda.set_rng_state_all(rng["cuda"])
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
         raise ckpt.CheckpointError(f"{path}: does not fit this run's optimizer or RNG ({err})") from None
-    return loop
+    return loop, saved.get("ema")
 
 
 def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
@@ -237,10 +239,15 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     raw_model = exp.model
     optimizer = build_optimizer(cfg.optim, raw_model)
     state = {"step": 0, "elapsed": 0.0, "plateau_scale": 1.0, "best_val": math.inf, "bad_evals": 0}
+    saved_ema = None
     if resume:
-        state.update(_load_resume_state(run_dir, raw_model, optimizer, cfg))
+        loop, saved_ema = _load_resume_state(run_dir, raw_model, optimizer, cfg)
+        state.update(loop)
     forward_model = torch.compile(raw_model) if train.compile else raw_model
     model, optimizer = fabric.setup(forward_model, optimizer)
+    ema = WeightEma(raw_model, train.ema_decay) if train.ema_decay > 0 else None  # on the model's device
+    if ema is not None and saved_ema is not None:
+        ckpt.load_state_into(ema.module, saved_ema, run_dir / ckpt.TRAINER_STATE)
     batches = exp.train_batches
     max_steps = total_steps(train, batches.steps_per_epoch)
     accum = max(1, train.accumulate_grad_batches)
@@ -258,9 +265,13 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
             rng = {"torch": torch.get_rng_state()}
             if torch.cuda.is_available():
                 rng["cuda"] = torch.cuda.get_rng_state_all()
+            extra = {}
+            if ema is not None:
+                ckpt.save_weights(ema.module, run_dir / ckpt.EMA_WEIGHTS)
+                extra["ema"] = ckpt.state_dict_for_saving(ema.module)
             ckpt.save_trainer_state(run_dir, {
                 "model": ckpt.state_dict_for_saving(raw_model), "optimizer": optimizer.state_dict(), "rng": rng,
-                "loop": {**state, "step": step, "optimizer_name": cfg.optim.name}})
+                "loop": {**state, "step": step, "optimizer_name": cfg.optim.name}, **extra})
         fabric.barrier()
 
     def run_evaluation(step: int) -> None:
@@ -270,6 +281,10 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
         raw_model.eval()
         with torch.no_grad(), fabric.autocast():
             metrics = exp.evaluate(raw_model)
+            if ema is not None:  # the averaged weights' "val/acc" is logged as "val_ema/acc"
+                for key, value in exp.evaluate(ema.module).items():
+                    split, _, name = key.partition("/")
+                    metrics[f"{split}_ema/{name}"] = value
         raw_model.train()
         by_split: dict[str, dict] = {}
         for key, value in metrics.items():
@@ -329,6 +344,8 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                 fabric.clip_gradients(model, optimizer, max_norm=cfg.optim.grad_clip, error_if_nonfinite=False)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(raw_model)
             step += 1
             state["elapsed"] = time.perf_counter() - start_time
             info = None

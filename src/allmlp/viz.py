@@ -291,7 +291,7 @@ def plot_link_functions(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor | 
 CURVE_METRICS = ("loss", "acc", "bpc")  # what the curves figure plots, when the run logged it
 # --x choices and their axis labels
 X_AXES = {"step": "step", "samples": "samples seen", "time": "wall time (s, rebuilt from samples/s)"}
-SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
+SPLIT_STYLES = {"train": "-", "val": "--", "test": ":", "val_ema": "-."}  # val_ema: the EMA of the weights
 
 
 def samples_per_step(cfg, model: nn.Module | None = None) -> int:
@@ -432,9 +432,10 @@ def vision_token_mixing_units(model: nn.Module) -> list[torch.Tensor]:
     gh, gw = stem.grid_size
     layers = []
     for module in model.modules():
-        # MixerBlock mixes patches in `token_mixing`; the seed-001 block in `mlp2`
+        # MixerBlock mixes patches in `token_mixing`; the seed-001 block in `mlp2`; ResMLP and gMLP's gate in one
+        # N x N `token_mixing` linear layer
         mlp = module.mlp2 if isinstance(module, SeedMixerBlock) else getattr(module, "token_mixing", None)
-        fc1 = getattr(mlp, "fc1", None)
+        fc1 = mlp if isinstance(mlp, nn.Linear) else getattr(mlp, "fc1", None)
         if isinstance(fc1, nn.Linear) and fc1.in_features == gh * gw:
             layers.append(fc1.weight.detach().float().cpu().view(-1, gh, gw))  # (units, gh, gw)
     return layers
