@@ -1,0 +1,139 @@
+"""Generation speed: characters per second of full recompute, incremental steps and a GPT, at contexts 64-1,024.
+
+    python benchmarks/generate.py [--contexts 64 256 1024] [--chars 2000] [--max-seconds 8]
+
+Untrained models of benchmarks/shakespeare.py's sizes (speed does not depend on the weights) generate --chars
+characters from an empty prompt, sampled at temperature 1, in one process, one after the other:
+- `incremental`: `allmlp.generate.stream_text`, which steps the model's cache (`init_state` / `step`);
+- `full`: the same call with `full_recompute=True`, which runs the model on its window for every char (the exact
+  equivalent of the incremental path: T chars with full matrices, the receptive field depth * (T - 1) + 1 with
+  Toeplitz mixing);
+- `window` (Toeplitz models) and the GPT: nanoGPT's `generate` loop, the model on the last T chars for every char.
+A path stops after --max-seconds (a slow path's chars/s is then over the chars it made: the first T are the cheap
+ones, so this flatters the slow paths). The top-level numbers per context are the Toeplitz causal Mixer's:
+`incremental_chars_per_s` against `full_chars_per_s` = its `window` recompute (what every char cost before the
+cache, and cheaper than its exact full path), and `gpt_chars_per_s`. `cost_ms_by_position` gives the mean cost per
+char over bins of positions: flat past the context means constant time per char.
+Writes benchmarks/results/generate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import time
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from common import add_common_arguments, output_path, write_results
+from shakespeare import SETUPS
+
+from allmlp.data.text import CharTokenizer
+from allmlp.generate import stream_text
+from allmlp.models import count_parameters, create_model
+
+VARIANTS = {"causal_mixer": ("causal_mixer", "full"), "causal_mixer_toeplitz": ("causal_mixer", "toeplitz"),
+            "gmlp": ("gmlp", "full"), "gmlp_toeplitz": ("gmlp", "toeplitz")}  # name -> (SETUPS key, token mixing)
+POSITION_BINS = 8
+
+
+def gpt_setup() -> str:
+    """The nanoGPT "baby" GPT of benchmarks/shakespeare.py (named gpt_baby once a tuned GPT sits beside it)."""
+    return next(name for name in ("gpt_baby", "gpt") if name in SETUPS)
+
+
+def build(setup: str, vocab_size: int, context_length: int, token_mixing: str | None = None) -> torch.nn.Module:
+    """An untrained model of a shakespeare.py setup, in eval mode."""
+    model_args = dict(SETUPS[setup][0])
+    name = model_args.pop("name")
+    if token_mixing is not None:
+        model_args["token_mixing"] = token_mixing
+    torch.manual_seed(0)
+    return create_model(name, vocab_size=vocab_size, context_length=context_length, **model_args).eval()
+
+
+@torch.no_grad()
+def nanogpt_generate(model: torch.nn.Module, context_length: int, max_new_tokens: int,
+                     generator: torch.Generator) -> Iterator[int]:
+    """nanoGPT's sampling loop: crop to the last `context_length` ids, run the model, sample the last position."""
+    idx = torch.zeros((1, 1), dtype=torch.long)
+    for _ in range(max_new_tokens):
+        logits = model(idx[:, -context_length:])[:, -1, :]  # (1, V)
+        idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
+        idx = torch.cat((idx, idx_next), dim=1)
+        yield int(idx_next)
+
+
+def time_chars(chars: Iterator, max_seconds: float) -> list[float]:
+    """Seconds each char of `chars` took, until it ends or `max_seconds` have passed."""
+    costs, start = [], time.perf_counter()
+    last = start
+    for _ in chars:
+        now = time.perf_counter()
+        costs.append(now - last)
+        last = now
+        if now - start > max_seconds:
+            break
+    chars.close()
+    return costs
+
+
+def summary(costs: list[float], total_chars: int) -> dict:
+    """Chars per second and the mean cost per char (ms) over POSITION_BINS bins of the positions 0..total_chars."""
+    width = max(1, total_chars // POSITION_BINS)
+    bins = [[start, round(1e3 * sum(costs[start:start + width]) / len(costs[start:start + width]), 3)]
+            for start in range(0, len(costs), width)]
+    return {"chars": len(costs), "seconds": round(sum(costs), 3), "chars_per_s": round(len(costs) / sum(costs), 1),
+            "cost_ms_by_position": bins}
+
+
+def measure_context(context_length: int, args, tokenizer: CharTokenizer) -> dict:
+    """Every variant's paths (and the GPT's) at one context length."""
+    out, chars = {}, args.chars
+    for variant, (setup, token_mixing) in VARIANTS.items():
+        model = build(setup, tokenizer.vocab_size, context_length, token_mixing)
+        paths = {"incremental": lambda: stream_text(model, tokenizer, "", chars, seed=0),
+                 "full": lambda: stream_text(model, tokenizer, "", chars, seed=0, full_recompute=True)}
+        if token_mixing == "toeplitz":
+            paths["window"] = lambda: nanogpt_generate(model, context_length, chars, torch.Generator().manual_seed(0))
+        entry = {"params": count_parameters(model)}
+        for path, make in paths.items():
+            entry[path] = summary(time_chars(make(), args.max_seconds), chars)
+        entry["incremental_speedup"] = round(entry["incremental"]["chars_per_s"] / entry["full"]["chars_per_s"], 2)
+        out[variant] = entry
+        print(json.dumps({"context": context_length, variant: {k: v["chars_per_s"] if isinstance(v, dict) else v
+                                                              for k, v in entry.items()}}), flush=True)
+    gpt = build(gpt_setup(), tokenizer.vocab_size, context_length)
+    out["gpt"] = {"params": count_parameters(gpt), "window": summary(time_chars(
+        nanogpt_generate(gpt, context_length, chars, torch.Generator().manual_seed(0)), args.max_seconds), chars)}
+    print(json.dumps({"context": context_length, "gpt": out["gpt"]["window"]["chars_per_s"]}), flush=True)
+    toeplitz = out["causal_mixer_toeplitz"]
+    return {"full_chars_per_s": toeplitz["window"]["chars_per_s"],
+            "incremental_chars_per_s": toeplitz["incremental"]["chars_per_s"],
+            "gpt_chars_per_s": out["gpt"]["window"]["chars_per_s"],
+            "incremental_over_full": round(toeplitz["incremental"]["chars_per_s"] / toeplitz["window"]["chars_per_s"],
+                                           2), "models": out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contexts", type=int, nargs="+", default=[64, 256, 1024], help="context lengths")
+    parser.add_argument("--chars", type=int, default=2000, help="characters generated per path (default 2000)")
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="time limit of one path (default 8)")
+    add_common_arguments(parser, "generate")
+    args = parser.parse_args()
+    if args.smoke:
+        args.contexts, args.chars, args.max_seconds = [8, 16], 40, 5.0
+    tokenizer = CharTokenizer(string.ascii_letters + string.digits + string.punctuation + " \n")
+    contexts = {str(T): measure_context(T, args, tokenizer) for T in args.contexts}
+    write_results(output_path(args, "generate"), args, [0], {
+        "contexts": contexts, "chars": args.chars, "max_seconds": args.max_seconds, "vocab_size": tokenizer.vocab_size,
+        "protocol": "untrained models of benchmarks/shakespeare.py's sizes, empty prompt, temperature 1, one process; "
+                    "top-level full_chars_per_s is the Toeplitz causal Mixer recomputing its T-char window per char "
+                    "(nanoGPT's loop), incremental_chars_per_s its cached steps through stream_text"})
+
+
+if __name__ == "__main__":
+    main()
