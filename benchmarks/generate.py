@@ -3,13 +3,14 @@
     python benchmarks/generate.py [--contexts 64 256 1024] [--chars 2000] [--max-seconds 8]
 
 Untrained models of benchmarks/shakespeare.py's sizes (speed does not depend on the weights) generate --chars
-characters from an empty prompt, sampled at temperature 1, in one process, one after the other:
+characters from an empty prompt, sampled at temperature 1, in one process, side by side:
 - `incremental`: `allmlp.generate.stream_text`, which steps the model's cache (`init_state` / `step`);
 - `full`: the same call with `full_recompute=True`, which runs the model on its window for every char (the exact
   equivalent of the incremental path: T chars with full matrices, the receptive field depth * (T - 1) + 1 with
   Toeplitz mixing);
 - `window` (Toeplitz models) and the GPT: nanoGPT's `generate` loop, the model on the last T chars for every char.
-A path stops after --max-seconds (a slow path's chars/s is then over the chars it made: the first T are the cheap
+The paths take turns, 50 chars each, so that a change of machine load hits them alike; a path stops after
+--max-seconds of its own time (a slow path's chars/s is then over the chars it made: the first T are the cheap
 ones, so this flatters the slow paths). The top-level numbers per context are the Toeplitz causal Mixer's:
 `incremental_chars_per_s` against `full_chars_per_s` = its `window` recompute (what every char cost before the
 cache, and cheaper than its exact full path), and `gpt_chars_per_s`. `cost_ms_by_position` gives the mean cost per
@@ -66,17 +67,24 @@ def nanogpt_generate(model: torch.nn.Module, context_length: int, max_new_tokens
         yield int(idx_next)
 
 
-def time_chars(chars: Iterator, max_seconds: float) -> list[float]:
-    """Seconds each char of `chars` took, until it ends or `max_seconds` have passed."""
-    costs, start = [], time.perf_counter()
-    last = start
-    for _ in chars:
-        now = time.perf_counter()
-        costs.append(now - last)
-        last = now
-        if now - start > max_seconds:
-            break
-    chars.close()
+def time_interleaved(paths: dict[str, Iterator], max_seconds: float, round_chars: int = 50) -> dict[str, list]:
+    """Seconds each char of each path took; paths take turns, `round_chars` chars each, so that a change of machine
+    load hits them alike; a path stops when it ends or has used `max_seconds`."""
+    costs = {name: [] for name in paths}
+    running = dict(paths)
+    while running:
+        for name, chars in list(running.items()):
+            last = time.perf_counter()
+            for _ in range(round_chars):
+                if next(chars, None) is None:
+                    del running[name]
+                    break
+                now = time.perf_counter()
+                costs[name].append(now - last)
+                last = now
+            if name in running and sum(costs[name]) > max_seconds:
+                chars.close()
+                del running[name]
     return costs
 
 
@@ -90,25 +98,28 @@ def summary(costs: list[float], total_chars: int) -> dict:
 
 
 def measure_context(context_length: int, args, tokenizer: CharTokenizer) -> dict:
-    """Every variant's paths (and the GPT's) at one context length."""
-    out, chars = {}, args.chars
+    """Every variant's paths and the GPT's at one context length, timed side by side."""
+    chars, paths, params = args.chars, {}, {}
     for variant, (setup, token_mixing) in VARIANTS.items():
         model = build(setup, tokenizer.vocab_size, context_length, token_mixing)
-        paths = {"incremental": lambda: stream_text(model, tokenizer, "", chars, seed=0),
-                 "full": lambda: stream_text(model, tokenizer, "", chars, seed=0, full_recompute=True)}
+        params[variant] = count_parameters(model)
+        paths[f"{variant}/incremental"] = stream_text(model, tokenizer, "", chars, seed=0)
+        paths[f"{variant}/full"] = stream_text(model, tokenizer, "", chars, seed=0, full_recompute=True)
         if token_mixing == "toeplitz":
-            paths["window"] = lambda: nanogpt_generate(model, context_length, chars, torch.Generator().manual_seed(0))
-        entry = {"params": count_parameters(model)}
-        for path, make in paths.items():
-            entry[path] = summary(time_chars(make(), args.max_seconds), chars)
-        entry["incremental_speedup"] = round(entry["incremental"]["chars_per_s"] / entry["full"]["chars_per_s"], 2)
-        out[variant] = entry
-        print(json.dumps({"context": context_length, variant: {k: v["chars_per_s"] if isinstance(v, dict) else v
-                                                              for k, v in entry.items()}}), flush=True)
+            paths[f"{variant}/window"] = nanogpt_generate(model, context_length, chars, torch.Generator().manual_seed(0))
     gpt = build(gpt_setup(), tokenizer.vocab_size, context_length)
-    out["gpt"] = {"params": count_parameters(gpt), "window": summary(time_chars(
-        nanogpt_generate(gpt, context_length, chars, torch.Generator().manual_seed(0)), args.max_seconds), chars)}
-    print(json.dumps({"context": context_length, "gpt": out["gpt"]["window"]["chars_per_s"]}), flush=True)
+    params["gpt"] = count_parameters(gpt)
+    paths["gpt/window"] = nanogpt_generate(gpt, context_length, chars, torch.Generator().manual_seed(0))
+    costs = time_interleaved(paths, args.max_seconds)
+    out = {name: {"params": count} for name, count in params.items()}
+    for path, path_costs in costs.items():
+        model_name, kind = path.split("/")
+        out[model_name][kind] = summary(path_costs, chars)
+    for entry in out.values():
+        if "incremental" in entry:
+            entry["incremental_speedup"] = round(entry["incremental"]["chars_per_s"] / entry["full"]["chars_per_s"], 2)
+    print(json.dumps({"context": context_length, **{path: out[path.split("/")[0]][path.split("/")[1]]["chars_per_s"]
+                                                    for path in costs}}), flush=True)
     toeplitz = out["causal_mixer_toeplitz"]
     return {"full_chars_per_s": toeplitz["window"]["chars_per_s"],
             "incremental_chars_per_s": toeplitz["incremental"]["chars_per_s"],
@@ -122,10 +133,13 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, nargs="+", default=[64, 256, 1024], help="context lengths")
     parser.add_argument("--chars", type=int, default=2000, help="characters generated per path (default 2000)")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="time limit of one path (default 8)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
     add_common_arguments(parser, "generate")
     args = parser.parse_args()
     if args.smoke:
         args.contexts, args.chars, args.max_seconds = [8, 16], 40, 5.0
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tokenizer = CharTokenizer(string.ascii_letters + string.digits + string.punctuation + " \n")
     contexts = {str(T): measure_context(T, args, tokenizer) for T in args.contexts}
     write_results(output_path(args, "generate"), args, [0], {

@@ -4,7 +4,7 @@ Per channel group ("head") h, y[t] = sum_{k < K} w[h, k] x[t - k] + b[h]: a caus
 with a kernel as long as the context (K = context_length lags). Two ways to compute it, equal to float precision:
 "direct" builds the lower-triangular Toeplitz matrix from the lag vector and multiplies (O(T^2) per channel, like
 the full matrices), "fft" multiplies in frequency space (O(T log T)). "auto" uses the FFT from FFT_FROM_LENGTH
-positions on: below it the matmul is faster (benchmarks/context.py measures both; docs/language-models-speed.md).
+positions on: below it the matmul is faster (measured: docs/language-models-speed.md; benchmarks/context.py).
 With no position-dependent weight, a model built on it runs on sequences of any length and can generate with a
 sliding window of cached inputs (`step`).
 """
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 TOEPLITZ_METHODS = ("auto", "direct", "fft")
-FFT_FROM_LENGTH = 128  # measured on 2 CPU cores (forward + backward, 128 channels): the FFT wins from ~128 on
+FFT_FROM_LENGTH = 192  # causal_mixer training steps, 1 CPU thread: the matmul wins at T = 128, the FFT from 256 on
 
 
 def toeplitz_matrices(lag_weights: torch.Tensor, length: int) -> torch.Tensor:
