@@ -85,7 +85,13 @@ class CausalTokenMixing(nn.Module):
         """Output (B, C) at `position` < T for its input x (B, C); `inputs` (B, T, C) caches the inputs of the
         earlier positions (updated in place)."""
         inputs[:, position] = x
-        return mix_cached(self.weight[:, position] * self.mask[position], inputs, self.bias[:, position])
+        # Slots after `position` are still zero, so row `position` needs no mask.
+        return mix_cached(self.weight[:, position], inputs, self.bias[:, position])
+
+    @property
+    def cache_slots(self) -> int:
+        """Positions `step` caches: one per position of the window."""
+        return self.weight.shape[1]
 
 
 def make_token_mixing(kind: str, context_length: int, num_heads: int, init_std: float, init_bias: float = 0.0,
@@ -166,7 +172,7 @@ class GmlpBlock(nn.Module):
 @dataclass
 class StepState:
     """What `CausalLM.step` carries from one char to the next: the position of the next char, per block the
-    inputs of its token mixing at earlier positions (B, T, width), and the last T char ids (B, T)."""
+    inputs of its token mixing at earlier positions (B, slots, width), and the last T char ids (B, T)."""
 
     position: int
     inputs: list[torch.Tensor]
@@ -221,7 +227,9 @@ class CausalLM(nn.Module):
     def init_state(self, batch_size: int) -> StepState:
         """An empty incremental state: no char seen yet (the next is at position 0)."""
         weight = self.token_embedding.weight
-        inputs = [weight.new_zeros(batch_size, self.context_length, block.mixing_width) for block in self.blocks]
+        mixers = [next(m for m in block.modules() if hasattr(m, "cache_slots")) for block in self.blocks]
+        inputs = [weight.new_zeros(batch_size, mixer.cache_slots, block.mixing_width)
+                  for mixer, block in zip(mixers, self.blocks)]
         recent = torch.zeros(batch_size, self.context_length, dtype=torch.long, device=weight.device)
         return StepState(0, inputs, recent)
 

@@ -81,10 +81,16 @@ class ToeplitzTokenMixing(nn.Module):
         mixed = conv(x, self.weight)  # (B, L, C)
         return (mixed.view(B, L, self.num_heads, -1) + self.bias.view(1, 1, self.num_heads, 1)).view(B, L, C)
 
+    @property
+    def cache_slots(self) -> int:
+        """Positions `step` caches: the last T inputs, twice, so that they always lie in one slice, newest first."""
+        return 2 * self.weight.shape[1]
+
     def step(self, x: torch.Tensor, inputs: torch.Tensor, position: int) -> torch.Tensor:
-        """Output (B, C) at `position` for its input x (B, C); `inputs` (B, T, C) is a ring of the last T inputs
-        (zeros where nothing was written yet, as the convolution's padding), updated in place."""
-        lags = inputs.shape[1]
-        inputs[:, position % lags] = x
-        slot_lag = (position - torch.arange(lags, device=x.device)) % lags  # the slot written k steps ago has lag k
-        return mix_cached(self.weight[:, slot_lag], inputs, self.bias)
+        """Output (B, C) at `position` for its input x (B, C); `inputs` (B, 2T, C) holds the last T inputs (zeros
+        where nothing was written yet, as the convolution's padding) and is updated in place."""
+        lags = self.weight.shape[1]
+        slot = lags - 1 - position % lags  # slots run backwards in time: inputs[:, slot + k] is position - k
+        inputs[:, slot] = x
+        inputs[:, slot + lags] = x
+        return mix_cached(self.weight, inputs[:, slot:slot + lags], self.bias)
