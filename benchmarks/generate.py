@@ -2,19 +2,20 @@
 
     python benchmarks/generate.py [--contexts 64 256 1024] [--chars 2000] [--max-seconds 8]
 
-Untrained models of benchmarks/shakespeare.py's sizes (speed does not depend on the weights) generate --chars
-characters from an empty prompt, sampled at temperature 1, in one process, side by side:
+Untrained models of benchmarks/shakespeare.py's sizes (speed does not depend on the weights) continue a prompt of T
+chars (a full window, so every timed char is past the context) by --chars characters sampled at temperature 1, in
+one process, side by side:
 - `incremental`: `allmlp.generate.stream_text`, which steps the model's cache (`init_state` / `step`);
 - `full`: the same call with `full_recompute=True`, which runs the model on its window for every char (the exact
   equivalent of the incremental path: T chars with full matrices, the receptive field depth * (T - 1) + 1 with
   Toeplitz mixing);
 - `window` (Toeplitz models) and the GPT: nanoGPT's `generate` loop, the model on the last T chars for every char.
-The paths take turns, 50 chars each, so that a change of machine load hits them alike; a path stops after
---max-seconds of its own time (a slow path's chars/s is then over the chars it made: the first T are the cheap
-ones, so this flatters the slow paths). The top-level numbers per context are the Toeplitz causal Mixer's:
-`incremental_chars_per_s` against `full_chars_per_s` = its `window` recompute (what every char cost before the
-cache, and cheaper than its exact full path), and `gpt_chars_per_s`. `cost_ms_by_position` gives the mean cost per
-char over bins of positions: flat past the context means constant time per char.
+The first char, which includes reading the prompt, is not timed. The paths take turns, 50 chars each, so that a
+change of machine load hits them alike; a path stops after --max-seconds of its own time (its chars/s is then over
+the chars it made). The top-level numbers per context are the Toeplitz causal Mixer's: `incremental_chars_per_s`
+against `full_chars_per_s` = its `window` recompute (what every char cost before the cache, and cheaper than its
+exact full path), and the GPT's `gpt_chars_per_s`. `cost_ms_by_position` gives the mean cost per char over bins of
+positions after the prompt: flat means constant time per char as the text grows.
 Writes benchmarks/results/generate.json.
 """
 
@@ -38,6 +39,7 @@ from allmlp.models import count_parameters, create_model
 VARIANTS = {"causal_mixer": ("causal_mixer", "full"), "causal_mixer_toeplitz": ("causal_mixer", "toeplitz"),
             "gmlp": ("gmlp", "full"), "gmlp_toeplitz": ("gmlp", "toeplitz")}  # name -> (SETUPS key, token mixing)
 POSITION_BINS = 8
+PROMPT_TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
 
 
 def gpt_setup() -> str:
@@ -56,10 +58,10 @@ def build(setup: str, vocab_size: int, context_length: int, token_mixing: str | 
 
 
 @torch.no_grad()
-def nanogpt_generate(model: torch.nn.Module, context_length: int, max_new_tokens: int,
+def nanogpt_generate(model: torch.nn.Module, prompt_ids: list[int], context_length: int, max_new_tokens: int,
                      generator: torch.Generator) -> Iterator[int]:
     """nanoGPT's sampling loop: crop to the last `context_length` ids, run the model, sample the last position."""
-    idx = torch.zeros((1, 1), dtype=torch.long)
+    idx = torch.tensor([prompt_ids], dtype=torch.long)
     for _ in range(max_new_tokens):
         logits = model(idx[:, -context_length:])[:, -1, :]  # (1, V)
         idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
@@ -68,8 +70,10 @@ def nanogpt_generate(model: torch.nn.Module, context_length: int, max_new_tokens
 
 
 def time_interleaved(paths: dict[str, Iterator], max_seconds: float, round_chars: int = 50) -> dict[str, list]:
-    """Seconds each char of each path took; paths take turns, `round_chars` chars each, so that a change of machine
-    load hits them alike; a path stops when it ends or has used `max_seconds`."""
+    """Seconds each char of each path took after its first; paths take turns, `round_chars` chars each, so that a
+    change of machine load hits them alike; a path stops when it ends or has used `max_seconds`."""
+    for chars in paths.values():
+        next(chars)  # the first char also reads the prompt
     costs = {name: [] for name in paths}
     running = dict(paths)
     while running:
@@ -89,7 +93,7 @@ def time_interleaved(paths: dict[str, Iterator], max_seconds: float, round_chars
 
 
 def summary(costs: list[float], total_chars: int) -> dict:
-    """Chars per second and the mean cost per char (ms) over POSITION_BINS bins of the positions 0..total_chars."""
+    """Chars per second and the mean cost per char (ms) over POSITION_BINS bins of the positions after the prompt."""
     width = max(1, total_chars // POSITION_BINS)
     bins = [[start, round(1e3 * sum(costs[start:start + width]) / len(costs[start:start + width]), 3)]
             for start in range(0, len(costs), width)]
@@ -99,22 +103,25 @@ def summary(costs: list[float], total_chars: int) -> dict:
 
 def measure_context(context_length: int, args, tokenizer: CharTokenizer) -> dict:
     """Every variant's paths and the GPT's at one context length, timed side by side."""
-    chars, paths, params = args.chars, {}, {}
+    prompt = (PROMPT_TEXT * (context_length // len(PROMPT_TEXT) + 1))[:context_length]
+    prompt_ids, chars = tokenizer.encode(prompt), args.chars + 1  # + the untimed first char
+    paths, params = {}, {}
     for variant, (setup, token_mixing) in VARIANTS.items():
         model = build(setup, tokenizer.vocab_size, context_length, token_mixing)
         params[variant] = count_parameters(model)
-        paths[f"{variant}/incremental"] = stream_text(model, tokenizer, "", chars, seed=0)
-        paths[f"{variant}/full"] = stream_text(model, tokenizer, "", chars, seed=0, full_recompute=True)
+        paths[f"{variant}/incremental"] = stream_text(model, tokenizer, prompt, chars, seed=0)
+        paths[f"{variant}/full"] = stream_text(model, tokenizer, prompt, chars, seed=0, full_recompute=True)
         if token_mixing == "toeplitz":
-            paths[f"{variant}/window"] = nanogpt_generate(model, context_length, chars, torch.Generator().manual_seed(0))
+            paths[f"{variant}/window"] = nanogpt_generate(model, prompt_ids, context_length, chars,
+                                                          torch.Generator().manual_seed(0))
     gpt = build(gpt_setup(), tokenizer.vocab_size, context_length)
     params["gpt"] = count_parameters(gpt)
-    paths["gpt/window"] = nanogpt_generate(gpt, context_length, chars, torch.Generator().manual_seed(0))
+    paths["gpt/window"] = nanogpt_generate(gpt, prompt_ids, context_length, chars, torch.Generator().manual_seed(0))
     costs = time_interleaved(paths, args.max_seconds)
     out = {name: {"params": count} for name, count in params.items()}
     for path, path_costs in costs.items():
         model_name, kind = path.split("/")
-        out[model_name][kind] = summary(path_costs, chars)
+        out[model_name][kind] = summary(path_costs, args.chars)
     for entry in out.values():
         if "incremental" in entry:
             entry["incremental_speedup"] = round(entry["incremental"]["chars_per_s"] / entry["full"]["chars_per_s"], 2)
@@ -144,9 +151,10 @@ def main() -> None:
     contexts = {str(T): measure_context(T, args, tokenizer) for T in args.contexts}
     write_results(output_path(args, "generate"), args, [0], {
         "contexts": contexts, "chars": args.chars, "max_seconds": args.max_seconds, "vocab_size": tokenizer.vocab_size,
-        "protocol": "untrained models of benchmarks/shakespeare.py's sizes, empty prompt, temperature 1, one process; "
-                    "top-level full_chars_per_s is the Toeplitz causal Mixer recomputing its T-char window per char "
-                    "(nanoGPT's loop), incremental_chars_per_s its cached steps through stream_text"})
+        "protocol": "untrained models of benchmarks/shakespeare.py's sizes continue a T-char prompt, temperature 1, "
+                    "paths interleaved in one process; top-level full_chars_per_s is the Toeplitz causal Mixer "
+                    "recomputing its T-char window per char (nanoGPT's loop), incremental_chars_per_s its cached "
+                    "steps through stream_text"})
 
 
 if __name__ == "__main__":
