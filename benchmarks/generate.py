@@ -14,7 +14,8 @@ The first char, which includes reading the prompt, is not timed. The paths take 
 change of machine load hits them alike; a path stops after --max-seconds of its own time (its chars/s is then over
 the chars it made). The top-level numbers per context are the Toeplitz causal Mixer's: `incremental_chars_per_s`
 against `full_chars_per_s` = its `window` recompute (what every char cost before the cache, and cheaper than its
-exact full path), and the GPT's `gpt_chars_per_s`. `cost_ms_by_position` gives the mean cost per char over bins of
+exact full path), and the GPT's `gpt_chars_per_s`; `*_cpu` ratios divide the process's CPU time
+instead of the wall clock (steadier on a shared machine, the same on an idle one with one torch thread). `cost_ms_by_position` gives the mean cost per char over bins of
 positions after the prompt: flat means constant time per char as the text grows.
 Writes benchmarks/results/generate.json.
 """
@@ -69,36 +70,40 @@ def nanogpt_generate(model: torch.nn.Module, prompt_ids: list[int], context_leng
         yield int(idx_next)
 
 
-def time_interleaved(paths: dict[str, Iterator], max_seconds: float, round_chars: int = 50) -> dict[str, list]:
-    """Seconds each char of each path took after its first; paths take turns, `round_chars` chars each, so that a
-    change of machine load hits them alike; a path stops when it ends or has used `max_seconds`."""
+def time_interleaved(paths: dict[str, Iterator], max_seconds: float, round_chars: int = 50) -> dict[str, tuple]:
+    """(wall seconds, process CPU seconds) of each char of each path after its first; paths take turns, `round_chars`
+    chars each, so that a change of machine load hits them alike; a path stops when it ends or used `max_seconds`."""
     for chars in paths.values():
         next(chars)  # the first char also reads the prompt
-    costs = {name: [] for name in paths}
+    costs = {name: ([], []) for name in paths}
     running = dict(paths)
     while running:
         for name, chars in list(running.items()):
-            last = time.perf_counter()
+            wall, cpu = costs[name]
+            last = time.perf_counter(), time.process_time()
             for _ in range(round_chars):
                 if next(chars, None) is None:
                     del running[name]
                     break
-                now = time.perf_counter()
-                costs[name].append(now - last)
+                now = time.perf_counter(), time.process_time()
+                wall.append(now[0] - last[0])
+                cpu.append(now[1] - last[1])
                 last = now
-            if name in running and sum(costs[name]) > max_seconds:
+            if name in running and sum(wall) > max_seconds:
                 chars.close()
                 del running[name]
     return costs
 
 
-def summary(costs: list[float], total_chars: int) -> dict:
-    """Chars per second and the mean cost per char (ms) over POSITION_BINS bins of the positions after the prompt."""
+def summary(costs: tuple[list[float], list[float]], total_chars: int) -> dict:
+    """Chars per second (wall clock and CPU time) and the mean wall cost per char (ms) over POSITION_BINS bins of the
+    positions after the prompt."""
+    wall, cpu = costs
     width = max(1, total_chars // POSITION_BINS)
-    bins = [[start, round(1e3 * sum(costs[start:start + width]) / len(costs[start:start + width]), 3)]
-            for start in range(0, len(costs), width)]
-    return {"chars": len(costs), "seconds": round(sum(costs), 3), "chars_per_s": round(len(costs) / sum(costs), 1),
-            "cost_ms_by_position": bins}
+    bins = [[start, round(1e3 * sum(wall[start:start + width]) / len(wall[start:start + width]), 3)]
+            for start in range(0, len(wall), width)]
+    return {"chars": len(wall), "seconds": round(sum(wall), 3), "chars_per_s": round(len(wall) / sum(wall), 1),
+            "chars_per_cpu_s": round(len(cpu) / max(sum(cpu), 1e-9), 1), "cost_ms_by_position": bins}
 
 
 def measure_context(context_length: int, args, tokenizer: CharTokenizer) -> dict:
@@ -125,6 +130,8 @@ def measure_context(context_length: int, args, tokenizer: CharTokenizer) -> dict
     for entry in out.values():
         if "incremental" in entry:
             entry["incremental_speedup"] = round(entry["incremental"]["chars_per_s"] / entry["full"]["chars_per_s"], 2)
+            entry["incremental_speedup_cpu"] = round(entry["incremental"]["chars_per_cpu_s"] /
+                                                     entry["full"]["chars_per_cpu_s"], 2)
     print(json.dumps({"context": context_length, **{path: out[path.split("/")[0]][path.split("/")[1]]["chars_per_s"]
                                                     for path in costs}}), flush=True)
     toeplitz = out["causal_mixer_toeplitz"]
@@ -132,7 +139,9 @@ def measure_context(context_length: int, args, tokenizer: CharTokenizer) -> dict
             "incremental_chars_per_s": toeplitz["incremental"]["chars_per_s"],
             "gpt_chars_per_s": out["gpt"]["window"]["chars_per_s"],
             "incremental_over_full": round(toeplitz["incremental"]["chars_per_s"] / toeplitz["window"]["chars_per_s"],
-                                           2), "models": out}
+                                           2),
+            "incremental_over_full_cpu": round(toeplitz["incremental"]["chars_per_cpu_s"] /
+                                               toeplitz["window"]["chars_per_cpu_s"], 2), "models": out}
 
 
 def main() -> None:
