@@ -29,6 +29,8 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
     "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
     "engine_overhead.py": ([], ("ratio", "checkpoint")),
+    "generate.py": ([], ("contexts", "chars")),
+    "context.py": ([], ("contexts", "budget_seconds")),
 }
 TIMEOUT_SECONDS = 600  # a crowded 2-core machine can be ten times slower than an idle one
 
@@ -89,3 +91,23 @@ def test_highorder_smoke_checks_the_bound_against_the_fastest_linear(smoke_resul
     piecewise = min(hidden[key]["piecewise"] for key in hidden if key.startswith("seconds_"))
     assert hidden["layer_time_ratio_vs_fastest_linear"] == pytest.approx(piecewise / fastest, abs=0.01)
     assert results["bound"].startswith("met" if piecewise / fastest <= 4 else "missed")
+
+
+def test_generate_smoke_times_every_path_and_its_cost_by_position(smoke_results):
+    contexts = smoke_results["generate.py"][2]["contexts"]
+    assert sorted(contexts) == ["16", "8"]
+    for entry in contexts.values():
+        assert all(entry[key] > 0 for key in ("full_chars_per_s", "incremental_chars_per_s", "gpt_chars_per_s"))
+        toeplitz = entry["models"]["causal_mixer_toeplitz"]
+        assert entry["incremental_chars_per_s"] == toeplitz["incremental"]["chars_per_s"]
+        assert {"incremental", "full", "window"} <= set(toeplitz) and "window" in entry["models"]["gpt"]
+        assert toeplitz["incremental"]["chars"] == 40 and len(toeplitz["incremental"]["cost_ms_by_position"]) == 8
+
+
+def test_context_smoke_trains_every_variant_at_every_length(smoke_results):
+    contexts = smoke_results["context.py"][2]["contexts"]
+    assert sorted(contexts) == ["16", "64"]
+    for entry in contexts.values():
+        assert set(entry) == {"causal_mixer_full", "causal_mixer_toeplitz_direct", "causal_mixer_toeplitz_fft", "gpt"}
+        assert all(model["tokens_per_second"] > 0 and model["val_loss"] > 0 for model in entry.values())
+    assert "model.toeplitz_method=fft" in contexts["64"]["causal_mixer_toeplitz_fft"]["overrides"]
