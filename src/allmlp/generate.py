@@ -104,18 +104,25 @@ def stream_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: i
                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                 seed: int | None = None, unknown: str = "error",
                 generator: torch.Generator | None = None) -> Iterator[str]:
-    """Yield the chars generated after `prompt`, one at a time (unknown prompt chars: "error" or "drop")."""
+    """Yield the chars generated after `prompt`, one at a time (unknown prompt chars: "error" or "drop").
+
+    With the byte tokenizer a char is yielded once its bytes are complete; an invalid sequence yields U+FFFD."""
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     history = start_ids(tokenizer, tokenizer.encode(prompt, unknown=unknown))
     if generator is None:
         generator = seeded_generator(seed)
     was_training = model.training
     model.eval()
+    decoder = tokenizer.stream_decoder()  # bytes: a multi-byte char is yielded once complete
     try:
         for _ in range(max_new_tokens):
             next_id = sample_id(next_char_logits(model, tokenizer, history), temperature, top_k, top_p, generator)
             history.append(next_id)
-            yield tokenizer.chars[next_id]
+            text = decoder.step(next_id)
+            if text:
+                yield text
+        if tail := decoder.flush():
+            yield tail
     finally:
         model.train(was_training)
 
