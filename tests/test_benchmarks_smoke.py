@@ -29,6 +29,7 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
     "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
     "engine_overhead.py": ([], ("ratio", "checkpoint")),
+    "bigdata.py": ([], ("corpus_bytes", "peak_rss_mb", "tokens_per_s", "prepare_seconds")),
 }
 TIMEOUT_SECONDS = 600  # a crowded 2-core machine can be ten times slower than an idle one
 
@@ -89,3 +90,12 @@ def test_highorder_smoke_checks_the_bound_against_the_fastest_linear(smoke_resul
     piecewise = min(hidden[key]["piecewise"] for key in hidden if key.startswith("seconds_"))
     assert hidden["layer_time_ratio_vs_fastest_linear"] == pytest.approx(piecewise / fastest, abs=0.01)
     assert results["bound"].startswith("met" if piecewise / fastest <= 4 else "missed")
+
+
+def test_bigdata_smoke_compares_a_big_and_a_small_corpus(smoke_results):
+    results = smoke_results["bigdata.py"][2]
+    assert results["corpus_bytes"]["big"] >= 2 * 2**20 > 0.1 * 2**20 + 200 > results["corpus_bytes"]["small"]
+    assert all(results[key].keys() == {"big", "small"} for key in ("peak_rss_mb", "tokens_per_s"))
+    assert results["rss_difference_mb"] == pytest.approx(results["peak_rss_mb"]["big"] - results["peak_rss_mb"]["small"],
+                                                         abs=0.11)
+    assert all(value > 0 for value in [*results["peak_rss_mb"].values(), *results["tokens_per_s"].values()])
