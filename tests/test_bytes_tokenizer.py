@@ -100,6 +100,7 @@ def test_tiny_training_and_generation_with_bytes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", str(run), "--prompt", "Привет 😀", "--max-new-tokens", "60", "--seed", "0"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Привет 😀") and len(out.encode("utf-8")) >= len("Привет 😀".encode("utf-8")) + 40
+    prompt_bytes = len("Привет 😀".encode("utf-8"))
+    assert out.startswith("Привет 😀") and len(out.encode("utf-8")) >= prompt_bytes + 40
     assert main(["eval", str(run)]) == 0
     assert json.loads((run / "eval.json").read_text())["val/loss"] < 5.0  # below ln(256) = 5.55: it learned

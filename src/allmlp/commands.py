@@ -172,11 +172,13 @@ def data_main(argv: list[str]) -> int:
     from .data import registry
 
     parser = _parser("data", "Fetch data sets into the cache (checksums verified), list them, or prepare a text "
-                             "corpus (a name, a file or a folder of *.txt files) as token files for data.prepared=true.")
+                             "corpus (a name, a file or a folder of *.txt files) as token files for "
+                             "data.prepared=true.")
     parser.add_argument("action", choices=["fetch", "list", "prepare"])
     parser.add_argument("names", nargs="*", help="data set names (see `allmlp data list`); prepare: one corpus")
     parser.add_argument("--tokenizer", default="char", help="prepare: char (default) or bytes")
-    parser.add_argument("--lines", action="store_true", help="prepare: a file of one sample per line (data.name=lines)")
+    parser.add_argument("--lines", action="store_true",
+                        help="prepare: a file of one sample per line (data.name=lines)")
     parser.add_argument("--train-fraction", type=float, default=0.9, help="prepare: data.train_fraction (0.9)")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="prepare: data.val_fraction (0.05)")
     args = parser.parse_args(argv)
