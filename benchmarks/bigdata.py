@@ -8,7 +8,7 @@ lines, shuffled with a new seed for every block and written block after block un
 `allmlp data prepare` (token files in the cache), then a small causal Mixer trains --steps steps on it with
 `data.prepared=true`, each training in its own subprocess: its peak resident memory (ru_maxrss from wait4) and its
 training tokens per second (targets per step x steps / training seconds, evaluation excluded) are what the two
-corpora are compared on. Writes benchmarks/results/bigdata.json {"corpus_bytes": {"big", "small"}, "peak_rss_mb":
+corpora are compared on (with --repeats, trainings alternate between the corpora: median tokens/s, highest RSS). Writes benchmarks/results/bigdata.json {"corpus_bytes": {"big", "small"}, "peak_rss_mb":
 {...}, "tokens_per_s": {...}, ...}.
 """
 
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--big-mb", type=float, default=1024, help="size of the big corpus in MiB (default 1024)")
     parser.add_argument("--small-mb", type=float, default=1, help="size of the small corpus in MiB (default 1)")
     parser.add_argument("--steps", type=int, default=1000, help="training steps on each corpus (default 1000)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="trainings per corpus, interleaved (tokens/s: the median; peak RSS: the highest)")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     add_common_arguments(parser, "bigdata")
     args = parser.parse_args()
@@ -123,19 +126,26 @@ def main() -> None:
     lines = base_lines(args.smoke)
     results: dict = {"corpus_bytes": {}, "peak_rss_mb": {}, "tokens_per_s": {}, "prepare_seconds": {},
                      "train_seconds": {}, "steps": args.steps, "model": MODEL, "overrides": TRAIN}
+    corpora = {}
     for name, mib in (("small", args.small_mb), ("big", args.big_mb)):
-        corpus = folder / f"{name}.txt"
-        results["corpus_bytes"][name] = build_corpus(corpus, lines, int(mib * 2**20))
+        corpora[name] = folder / f"{name}.txt"
+        results["corpus_bytes"][name] = build_corpus(corpora[name], lines, int(mib * 2**20))
         start = time.perf_counter()
-        prepare(build_config({"data": {"name": "text", "path": str(corpus)}}).data)
+        prepare(build_config({"data": {"name": "text", "path": str(corpora[name])}}).data)
         results["prepare_seconds"][name] = round(time.perf_counter() - start, 1)
-        print(f"== {name}: {results['corpus_bytes'][name]:,} bytes, prepared in "
-              f"{results['prepare_seconds'][name]} s; training {args.steps} steps", flush=True)
-        measured = measure(corpus, args.steps, folder / "runs" / name)
-        print(json.dumps({name: measured}), flush=True)
-        results["peak_rss_mb"][name] = round(measured["peak_rss_mb"], 1)
-        results["tokens_per_s"][name] = round(measured["tokens_per_s"])
-        results["train_seconds"][name] = round(measured["train_seconds"], 1)
+        print(f"== {name}: {results['corpus_bytes'][name]:,} bytes, prepared in {results['prepare_seconds'][name]} s",
+              flush=True)
+    runs: dict[str, list[dict]] = {"small": [], "big": []}
+    for repeat in range(args.repeats):  # interleaved, so that a neighbour's load falls on both alike
+        for name, corpus in corpora.items():
+            print(f"== training {args.steps} steps on {name} ({repeat + 1}/{args.repeats})", flush=True)
+            runs[name].append(measure(corpus, args.steps, folder / "runs" / name))
+            print(json.dumps({name: runs[name][-1]}), flush=True)
+    for name, measured in runs.items():
+        results["peak_rss_mb"][name] = round(max(m["peak_rss_mb"] for m in measured), 1)
+        results["tokens_per_s"][name] = round(statistics.median(m["tokens_per_s"] for m in measured))
+        results["train_seconds"][name] = [round(m["train_seconds"], 1) for m in measured]
+    results["runs"] = runs
     rss, speed = results["peak_rss_mb"], results["tokens_per_s"]
     results.update({
         "rss_difference_mb": round(rss["big"] - rss["small"], 1),
