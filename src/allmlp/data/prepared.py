@@ -27,13 +27,14 @@ import numpy as np
 import torch
 
 from .cache import cache_dir, write_atomic
-from .text import (CORPORA, FOLDER_SEPARATOR, corpus_files, fetch_corpus, load_text_splits, new_tokenizer,
-                   split_corpus, split_fractions, tokenizer_from_dict)
+from .text import (CORPORA, FOLDER_SEPARATOR, CharTokenizer, corpus_files, fetch_corpus, load_text_splits,
+                   new_tokenizer, split_fractions, tokenizer_from_dict)
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 META = "meta.json"
 CHUNK_BYTES = 1 << 24  # text read and tokenized 16 MB at a time
+MAX_CODEPOINT = 0x10FFFF
 
 
 class TokenFile:
@@ -160,21 +161,40 @@ def _token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint8 if vocab_size <= 256 else np.uint16)
 
 
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def _fast_encoder(tokenizer):
+    """`tokenizer.encode_array(text, "drop")` by table lookup (the char tokenizer's search is ~30x slower)."""
+    if not isinstance(tokenizer, CharTokenizer):
+        return lambda text: tokenizer.encode_array(text, "drop", warn=False)
+    table = np.full(MAX_CODEPOINT + 1, -1, dtype=np.int64)
+    table[[ord(c) for c in tokenizer.chars]] = np.arange(tokenizer.vocab_size)
+
+    def encode(text: str) -> np.ndarray:
+        ids = table[_codepoints(text)]
+        return ids[ids >= 0]  # chars only val / test hold are dropped, as in memory
+
+    return encode
+
+
 def _write_running_text(data_cfg, folder: Path):
     """Tokenize running text chunk by chunk into the three split files: (tokenizer, per-split file records)."""
     total = sum(len(text) for text in _source_chunks(data_cfg))
     train, val = split_fractions(data_cfg)
     ends = {"train": int(total * train), "val": int(total * (train + val)), "test": total}  # split_text's rule
     if data_cfg.tokenizer == "char":  # the vocabulary is the training split's chars
-        chars, seen = set(), 0
+        present, seen = np.zeros(MAX_CODEPOINT + 1, dtype=bool), 0
         for text in _source_chunks(data_cfg):
-            chars.update(text[:max(0, ends["train"] - seen)])
+            present |= np.bincount(_codepoints(text[:max(0, ends["train"] - seen)]), minlength=len(present)) > 0
             seen += len(text)
             if seen >= ends["train"]:
                 break
-        tokenizer = new_tokenizer("char", "".join(sorted(chars)))
+        tokenizer = new_tokenizer("char", "".join(map(chr, np.flatnonzero(present))))
     else:
         tokenizer = new_tokenizer(data_cfg.tokenizer, "")
+    encode = _fast_encoder(tokenizer)
     dtype = _token_dtype(tokenizer.vocab_size)
     writers = {split: _SplitWriter(folder / f"{split}.bin", dtype) for split in SPLITS}
     bounds = {"train": (0, ends["train"]), "val": (ends["train"], ends["val"]), "test": (ends["val"], total)}
@@ -183,7 +203,7 @@ def _write_running_text(data_cfg, folder: Path):
         for split, (lo, hi) in bounds.items():
             piece = text[max(lo - start, 0):max(hi - start, 0)]
             if piece:
-                writers[split].write(tokenizer.encode_array(piece, "drop", warn=False))
+                writers[split].write(encode(piece))
         start += len(text)
     return tokenizer, {split: writer.close() for split, writer in writers.items()}
 
