@@ -6,10 +6,11 @@ Both corpora are built in the cache folder (`<cache>/bigdata/`) from the cached 
 lines, shuffled with a new seed for every block and written block after block until the file reaches its size
 (the big one >= --big-mb MiB, the small one --small-mb MiB, cut at a line end). Each is prepared once with
 `allmlp data prepare` (token files in the cache), then a small causal Mixer trains --steps steps on it with
-`data.prepared=true`, each training in its own subprocess: its peak resident memory (ru_maxrss from wait4) and its
-training tokens per second (targets per step x steps / training seconds, evaluation excluded) are what the two
-corpora are compared on (with --repeats, trainings alternate between the corpora: median tokens/s, highest RSS). Writes benchmarks/results/bigdata.json {"corpus_bytes": {"big", "small"}, "peak_rss_mb":
-{...}, "tokens_per_s": {...}, ...}.
+`data.prepared=true`, each training in its own subprocess: its peak resident memory (VmHWM, read by the training
+process at its end) and its training tokens per second (targets per step x steps / training seconds, evaluation
+excluded) are what the two corpora are compared on (with --repeats, trainings alternate between the corpora:
+median tokens/s, highest RSS). Writes benchmarks/results/bigdata.json {"corpus_bytes": {"big", "small"},
+"peak_rss_mb": {...}, "tokens_per_s": {...}, ...}.
 """
 
 from __future__ import annotations
@@ -92,17 +93,16 @@ def train_child(corpus: Path, steps: int) -> None:
 
 
 def measure(corpus: Path, steps: int, run_dir: Path) -> dict:
-    """Run one training in a subprocess: its JSON line plus its peak RSS in MB (ru_maxrss of that child alone)."""
+    """Run one training in a subprocess: its JSON line, with its own peak RSS in MB (VmHWM at its end).
+
+    Not the child's ru_maxrss: Linux counts the parent's resident memory at the fork into it."""
     env = {**os.environ, "BIGDATA_RUN_DIR": str(run_dir)}
-    process = subprocess.Popen([sys.executable, __file__, "--child", str(corpus), "--steps", str(steps)],
-                               stdout=subprocess.PIPE, env=env, text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"training on {corpus} failed (exit {process.returncode})")
-    result = json.loads(output.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+    done = subprocess.run([sys.executable, __file__, "--child", str(corpus), "--steps", str(steps)],
+                          stdout=subprocess.PIPE, env=env, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"training on {corpus} failed (exit {done.returncode})")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["peak_rss_mb"] = result.pop("vm_hwm_kb") / 1024
     return result
 
 
@@ -152,7 +152,7 @@ def main() -> None:
         "tokens_per_s_ratio_big_over_small": round(speed["big"] / speed["small"], 3),
         "corpus": "Shakespeare (5.06 MB) and names lines, repeated in blocks, each block shuffled by lines with its "
                   "own seed; the small corpus is the first --small-mb MiB of the same construction",
-        "protocol": "each training in its own subprocess (peak RSS = wait4 ru_maxrss of that child); both corpora "
+        "protocol": "each training in its own subprocess (peak RSS = that process's VmHWM at its end); both corpora "
                     "prepared as uint8 token files and read with data.prepared=true; tokens/s over the training "
                     "steps only"})
     write_results(output_path(args, "bigdata"), args, [0], results)
