@@ -253,10 +253,10 @@ def verify_file(path: Path, record: dict) -> None:
         raise FileNotFoundError(f"{path} is missing; {again}")
     if path.stat().st_size != record["bytes"]:
         raise ValueError(f"{path}: {path.stat().st_size} bytes, expected {record['bytes']}; {again}")
-    digest = hashlib.sha256()
+    digest, buffer = hashlib.sha256(), bytearray(1 << 20)  # one reused buffer: no large blocks left in the heap
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
+        while size := handle.readinto(buffer):
+            digest.update(memoryview(buffer)[:size])
     if digest.hexdigest() != record["sha256"]:
         raise ValueError(f"{path}: checksum mismatch (the file changed since it was prepared); {again}")
 
