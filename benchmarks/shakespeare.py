@@ -375,15 +375,14 @@ def main() -> None:
             "(tokens_per_second shows what each model got); count models are fitted, not trained; "
             f"tuned_gpt_3min_val_loss: gpt_tuned's last curve value at {reference:g} min, mean over seeds")})
 
-    count_fits = {}
     for name in names:
         if name in COUNT_MODELS:
             print(f"== {name}: fitting counts", flush=True)
             fitted = fit_count_model(COUNT_MODELS[name], runs / f"shakespeare_{name}",
                                      [*data, *args.set, *smoke_steps(args)])
             print(json.dumps({name: {k: v for k, v in fitted.items() if k != "curve"}}), flush=True)
-            count_fits[name] = summarise({str(args.seeds[0]): fitted}, deterministic=True)
-            results["models"][name] = {f"{m:g}": count_fits[name] for m in args.minutes}
+            entry = summarise({str(args.seeds[0]): fitted}, deterministic=True)  # fitted once, shown at every budget
+            results["models"][name] = {f"{m:g}": entry for m in args.minutes}
             save(complete=False)
             continue
         reason = unavailable(setups[name][0])
