@@ -7,9 +7,9 @@ the split fractions or line counts and `data.max_chars`, so a run with `data.pre
 settings finds the folder its in-memory twin would have built, and sees exactly the same batches.
 
 Running text is tokenized in chunks (constant memory, any size); line data sets are shuffled by line, so they are
-split in memory once, as in training. Training reads only the windows of each batch: every read maps the file,
-gathers the windows and unmaps it, so the pages touched never pile up in the process (constant resident memory,
-whatever the corpus size; each DDP rank reads only its share).
+split in memory once, as in training. Training reads only the windows of each batch, one `pread` per window (no
+memory map, whose touched pages would count as resident memory), so resident memory does not depend on the
+corpus size; each DDP rank reads only its share.
 """
 
 from __future__ import annotations
@@ -54,14 +54,22 @@ class TokenFile:
         return TokenFile(self.path, self.dtype.str, self.length, front, back, pad_id)
 
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        """The tokens at `index` (any shape of positions in [0, len)), as int64."""
+        """The tokens at `index` (positions in [0, len), any shape), as int64; each row along the last dimension
+        is read as one span from its lowest to its highest position (a window: contiguous)."""
         position = index - self.front
         inside = (position >= 0) & (position < self.length)
-        # A fresh mapping per read, closed at once: touched pages leave the process (constant resident memory).
-        stored = np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.length,))
-        values = torch.from_numpy(stored[position.clamp(0, self.length - 1).numpy()].astype(np.int64))
-        del stored
-        return values.masked_fill(~inside, self.pad_id)
+        rows = position.clamp(0, self.length - 1).reshape(-1, position.shape[-1] if position.ndim else 1)
+        out = torch.empty(rows.shape, dtype=torch.long)
+        lows, highs = rows.min(1).values.tolist(), rows.max(1).values.tolist()
+        size = self.dtype.itemsize
+        # pread, not a memory map: mapped pages of a large page cache come in folios of up to 2 MB per touched
+        # window, which would make resident memory grow with batch size x folio size instead of the batch.
+        with open(self.path, "rb", buffering=0) as handle:
+            for row, (low, high) in enumerate(zip(lows, highs)):
+                span = os.pread(handle.fileno(), (high - low + 1) * size, low * size)
+                values = torch.from_numpy(np.frombuffer(span, dtype=self.dtype).astype(np.int64))  # (high - low + 1,)
+                out[row] = values[rows[row] - low]
+        return out.reshape(position.shape).masked_fill(~inside, self.pad_id)
 
     def positions_of(self, token_id: int, end: int) -> torch.Tensor:
         """Positions p < `end` whose token is `token_id`, scanned in chunks: (N,) int64."""
