@@ -192,18 +192,23 @@ def train_one(setup: tuple[dict, list[str]], minutes: float, run_dir: Path, extr
     exp = build_experiment(cfg)
     cfg.train.eval_interval = max(1, round(eval_seconds / seconds_per_step(exp)))
     curve, evaluate, loss_fn = [], exp.evaluate, exp.loss_fn
-    clock = {"start": None, "evaluating": 0.0}  # the first step's start; seconds spent in evaluations so far
+    # The first step's start, seconds spent in evaluations so far, steps so far and at the last evaluation.
+    clock = {"start": None, "evaluating": 0.0, "steps": 0, "evaluated_at": -1, "metrics": {}}
 
     def timed_loss(model, batch):
         if clock["start"] is None:
             clock["start"] = time.perf_counter()
+        clock["steps"] += 1
         return loss_fn(model, batch)
 
     def evaluate_and_record(model):
+        if clock["steps"] == clock["evaluated_at"]:  # the engine's final evaluation right after a periodic one
+            return clock["metrics"]
         begin = time.perf_counter()
         metrics = evaluate(model)
         curve.append([round(begin - clock["start"] - clock["evaluating"], 1), round(metrics["val/loss"], 4)])
         clock["evaluating"] += time.perf_counter() - begin
+        clock.update(evaluated_at=clock["steps"], metrics=metrics)
         return metrics
 
     exp.loss_fn, exp.evaluate = timed_loss, evaluate_and_record
