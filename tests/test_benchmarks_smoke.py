@@ -21,7 +21,7 @@ from common import MACHINE_KEYS, REQUIRED_KEYS  # noqa: E402  (benchmarks/ is no
 
 SMOKED = {  # script -> extra arguments and keys its results must hold
     "names.py": (["--seeds", "0", "1"], ("models", "names", "makemore_reference")),
-    "shakespeare.py": (["--seeds", "0"], ("models", "plot")),
+    "shakespeare.py": (["--seeds", "0"], ("models", "plots", "gpt_search", "tuned_gpt_3min_val_loss")),
     "ngram.py": ([], ("names", "shakespeare", "names_list")),
     "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound")),
     "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
@@ -31,6 +31,7 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "engine_overhead.py": ([], ("ratio", "checkpoint")),
     "generate.py": ([], ("contexts", "chars")),
     "context.py": ([], ("contexts", "budget_seconds")),
+    "bigdata.py": ([], ("corpus_bytes", "peak_rss_mb", "tokens_per_s", "prepare_seconds")),
 }
 TIMEOUT_SECONDS = 600  # a crowded 2-core machine can be ten times slower than an idle one
 
@@ -111,3 +112,27 @@ def test_context_smoke_trains_every_variant_at_every_length(smoke_results):
         assert set(entry) == {"causal_mixer_full", "causal_mixer_toeplitz_direct", "causal_mixer_toeplitz_fft", "gpt"}
         assert all(model["tokens_per_second"] > 0 and model["val_loss"] > 0 for model in entry.values())
     assert "model.toeplitz_method=fft" in contexts["64"]["causal_mixer_toeplitz_fft"]["overrides"]
+
+
+def test_bigdata_smoke_compares_a_big_and_a_small_corpus(smoke_results):
+    results = smoke_results["bigdata.py"][2]
+    assert results["corpus_bytes"]["big"] >= 2 * 2**20 > 0.1 * 2**20 + 200 > results["corpus_bytes"]["small"]
+    assert all(results[key].keys() == {"big", "small"} for key in ("peak_rss_mb", "tokens_per_s"))
+    rss = results["peak_rss_mb"]
+    assert results["rss_difference_mb"] == pytest.approx(rss["big"] - rss["small"], abs=0.11)
+    assert all(value > 0 for value in [*results["peak_rss_mb"].values(), *results["tokens_per_s"].values()])
+
+
+def test_shakespeare_smoke_tunes_the_gpt_and_times_every_model_to_its_loss(smoke_results):
+    results = smoke_results["shakespeare.py"][2]
+    search = results["gpt_search"]
+    assert [t["stage"] for t in search["trials"]] == [1, 1, 2]  # 2 batch sizes x 1 lr, then the other width
+    assert search["best"]["val_loss"] == min(t["val_loss"] for t in search["trials"])
+    models = results["models"]
+    assert results["budgets_minutes"] == [0.5, 1.0] and sorted(results["plots"]) == ["0.5", "1"]
+    assert models["gpt_tuned"]["1"]["curve_final_val_loss"]["mean"] == results["tuned_gpt_3min_val_loss"]
+    assert models["gpt_tuned"]["seconds_to_tuned_gpt_3min"] is not None  # it reaches its own final loss
+    for name in ("gpt_tuned", "gpt_baby", "bengio", "ngram3"):
+        assert all("seconds_to_tuned_gpt_3min" in models[name][budget] for budget in ("0.5", "1"))
+    toeplitz = models["causal_mixer_toeplitz"]
+    assert "skipped" in toeplitz or toeplitz["1"]["runs"]["0"]["model"]["token_mixing"] == "toeplitz"

@@ -117,6 +117,7 @@ def test_the_readme_has_commands():
 def test_every_documented_command_runs(sandbox, monkeypatch, capsys):
     """All commands in order in one sandbox; a failure names the command and its error."""
     monkeypatch.chdir(sandbox)
+    monkeypatch.setenv("ALLMLP_CACHE", str(sandbox / "cache"))  # `allmlp data prepare` writes into the cache
     skipped, failures = [], []
     for source, line in ALL:
         reason = next((why for pattern, why in NOT_HERE.items() if re.search(pattern, line)), None)

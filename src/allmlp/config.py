@@ -50,6 +50,8 @@ class DataConfig:
     train_fraction: float = 0.9
     val_fraction: float = 0.05
     unknown_chars: str = "error"  # "error" or "drop" characters the tokenizer never saw
+    tokenizer: str = "char"  # text: "char" (the training split's chars) or "bytes" (UTF-8, vocabulary 256)
+    prepared: bool = False  # text: read token files made by `allmlp data prepare` (memory-mapped) instead of the text
     val_lines: int = 0  # line data sets: hold this many shuffled lines out for val (with test_lines: overrides fractions)
     test_lines: int = 0  # line data sets: ... and this many for test (makemore: 1000)
     eval_targets: int = 65536  # text: predicted chars evaluated per split during training (0 = all)
@@ -340,6 +342,7 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.train_fraction": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),
     "data.val_fraction": _fraction(),
     "data.unknown_chars": _one_of("error", "drop"),
+    "data.tokenizer": _one_of("char", "bytes"),
     "data.val_lines": _at_least(0),
     "data.test_lines": _at_least(0),
     "data.eval_targets": _at_least(0),

@@ -154,7 +154,8 @@ def stream_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: i
     """Yield the chars generated after `prompt`, one at a time (unknown prompt chars: "error" or "drop").
 
     Models with `init_state` / `step` hooks generate incrementally (the same logits, far less work per char);
-    `full_recompute=True` runs the whole window for every char instead (tests, benchmarks).
+    `full_recompute=True` runs the whole window for every char instead (tests, benchmarks). With the byte
+    tokenizer a char is yielded once its bytes are complete; an invalid sequence yields U+FFFD.
     """
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     history = start_ids(tokenizer, tokenizer.encode(prompt, unknown=unknown))
@@ -162,13 +163,18 @@ def stream_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: i
         generator = seeded_generator(seed)
     was_training = model.training
     model.eval()
+    decoder = tokenizer.stream_decoder()  # bytes: a multi-byte char is yielded once complete
     try:
         source = logits_source(model, tokenizer, full_recompute)
         source.extend(history)
         for _ in range(max_new_tokens):
             next_id = sample_id(source.logits(), temperature, top_k, top_p, generator)
             source.extend([next_id])
-            yield tokenizer.chars[next_id]
+            text = decoder.step(next_id)
+            if text:
+                yield text
+        if tail := decoder.flush():
+            yield tail
     finally:
         model.train(was_training)
 

@@ -31,7 +31,7 @@ figcaption { color: #666; font-size: .9em; } .muted { color: #888; }
 # Data keys that only mean something for one kind of task; a run's page hides the other kind's.
 IMAGE_DATA_KEYS = ("augment", "crop_padding", "hflip", "eval_hflip", "val_size")
 TEXT_DATA_KEYS = ("context_length", "train_fraction", "val_fraction", "unknown_chars", "val_lines", "test_lines",
-                  "eval_targets", "type", "repeats", "max_chars", "add_channel_dimension")
+                  "tokenizer", "prepared", "eval_targets", "type", "repeats", "max_chars", "add_channel_dimension")
 
 SKIPPED_KEYS = ("step", "split")
 

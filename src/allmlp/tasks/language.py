@@ -10,12 +10,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import Config
-from ..data.text import LM_KINDS, CharTokenizer, TextBatches, load_text_splits
+from ..data.prepared import load_token_splits
+from ..data.text import LM_KINDS, TextBatches
 from ..experiment import Experiment
 from ..models import create_model, model_kwargs
 
 
-def fill_model_args(cfg: Config, tokenizer: CharTokenizer) -> None:
+def fill_model_args(cfg: Config, tokenizer) -> None:
     """Give the model the vocabulary size and `data.context_length` (when > 0); values also given must agree."""
     accepted = model_kwargs(cfg.model.name)
     if "vocab_size" in accepted:
@@ -72,7 +73,7 @@ def loss_metrics(split: str, nats: float) -> dict:
 
 def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
     """Experiment for a character language model on the configured corpus (`model`: one built in Python)."""
-    tokenizer, streams = load_text_splits(cfg.data)
+    tokenizer, streams = load_token_splits(cfg.data)
     fill_model_args(cfg, tokenizer)
     model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
     kind = sample_kind(cfg, model)
@@ -111,7 +112,7 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
 
 def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", tokenizer=None) -> dict:
     """Loss (nats), bits per char and perplexity of a trained run on val and test (and `split`), all targets."""
-    tokenizer, streams = load_text_splits(cfg.data, tokenizer)
+    tokenizer, streams = load_token_splits(cfg.data, tokenizer)
     if split not in streams:
         raise ValueError(f"split {split!r} not available; choose one of {', '.join(streams)}")
     kind = sample_kind(cfg, model)
