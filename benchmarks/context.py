@@ -24,6 +24,9 @@ MIXER_VARIANTS = {"full": [], "toeplitz_direct": ["model.token_mixing=toeplitz",
 REFERENCE_CONTEXT = 64
 
 
+EVAL_SECONDS = 30.0  # a val point on the curve every this many training seconds
+
+
 def gpt_setup() -> str:
     """The strongest GPT benchmarks/shakespeare.py defines (the tuned one once it exists)."""
     return next(name for name in ("gpt_tuned", "gpt_baby", "gpt") if name in SETUPS)
@@ -44,7 +47,8 @@ def run_context(context_length: int, args, data: list[str]) -> dict:
     for name, (setup, overrides) in models.items():
         extra = [*overrides, f"data.context_length={context_length}",
                  f"data.batch_size={batch_size(setup, context_length)}", *data, *args.set, *smoke]
-        result = train_one(setup, args.minutes, runs / f"context{context_length}_{name}", extra)
+        result = train_one(SETUPS[setup], args.minutes, runs / f"context{context_length}_{name}", extra,
+                           EVAL_SECONDS)
         out[name] = {key: result[key] for key in ("tokens_per_second", "val_loss", "test_loss", "val_bpc", "params",
                                                   "steps", "train_seconds", "curve", "overrides")}
         out[name]["setup"] = setup
