@@ -159,7 +159,7 @@ def train_one(name: str, minutes: float, run_dir: Path, extra: list[str]) -> dic
     result = fit(fabric, exp, cfg, run_dir)
     cfg.data.eval_targets = FINAL_EVAL_TARGETS  # the reported loss: more chars than the curve's, outside the budget
     with torch.no_grad():
-        final = evaluate(exp.model.eval())
+        final = exp.final_evaluate(exp.model.eval())
     tokens = exp.samples_per_batch * result["step"]
     return {"val_loss": round(final["val/loss"], 4), "test_loss": round(final["test/loss"], 4),
             "params": count_parameters(exp.model), "tokens_per_second": round(tokens / result["train_seconds"]),

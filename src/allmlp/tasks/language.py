@@ -97,16 +97,17 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
             return manual_loss_and_grads(model, x, y), {}
         return lm_loss(model(x), y, cfg.optim.label_smoothing), {}
 
-    def evaluate(model):
+    def evaluate(model, splits=("val",)):
         out = {}
-        for split, batches in held_out.items():
-            out.update(loss_metrics(split, stream_loss(model, batches, cfg.data.eval_targets,
+        for split in [s for s in splits if s in held_out]:
+            out.update(loss_metrics(split, stream_loss(model, held_out[split], cfg.data.eval_targets,
                                                        cfg.data.eval_batch_size)))
         return out
 
     targets = context if kind == "causal" else 1
     return Experiment(model, loss_fn, train, evaluate, tokenizer=tokenizer,
-                      samples_per_batch=cfg.data.batch_size * targets, manual_backward=manual)
+                      samples_per_batch=cfg.data.batch_size * targets, manual_backward=manual,
+                      final_evaluate=lambda model: evaluate(model, ("val", "test")))
 
 
 def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", tokenizer=None) -> dict:
