@@ -23,7 +23,7 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "names.py": (["--seeds", "0", "1"], ("models", "names", "makemore_reference")),
     "shakespeare.py": (["--seeds", "0"], ("models", "plot")),
     "ngram.py": ([], ("names", "shakespeare", "names_list")),
-    "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound")),
+    "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound", "seed_lines")),
     "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
     "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
@@ -89,3 +89,15 @@ def test_highorder_smoke_checks_the_bound_against_the_fastest_linear(smoke_resul
     piecewise = min(hidden[key]["piecewise"] for key in hidden if key.startswith("seconds_"))
     assert hidden["layer_time_ratio_vs_fastest_linear"] == pytest.approx(piecewise / fastest, abs=0.01)
     assert results["bound"].startswith("met" if piecewise / fastest <= 4 else "missed")
+
+
+def test_highorder_smoke_seed_lines_count_the_bounds_from_their_rows(smoke_results):
+    from allmlp.models.highorder.seed_lines import SEED_LINES
+
+    table = smoke_results["highorder.py"][2]["seed_lines"]
+    rows = list(table["lines"].values())
+    assert [name for name in table["lines"]] == [line.name for line in SEED_LINES]
+    assert table["summary"]["lines"] == len(rows)
+    assert table["summary"]["both_bounds"] == sum(r["first_step_loss"] <= 2 * r["ln_vocab"] + 1e-3
+                                                  and r["val_loss"] < r["unigram_entropy"] for r in rows)
+    assert table["summary"]["below_prior"] == sum(r["val_loss"] < r["prior_val_loss"] for r in rows)

@@ -42,6 +42,12 @@ def sample_kind(cfg: Config, model: nn.Module) -> str:
     return kind
 
 
+def unigram_log_prior(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Log frequencies (V,) of the chars in `tokens`, add-one smoothed (an unseen char keeps a finite logit)."""
+    counts = torch.bincount(tokens.long(), minlength=vocab_size)[:vocab_size].double() + 1
+    return (counts / counts.sum()).log().float()
+
+
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
             reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy in nats for logits (B, V) or (B, T, V); targets of -1 are ignored."""
@@ -74,7 +80,10 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
     """Experiment for a character language model on the configured corpus (`model`: one built in Python)."""
     tokenizer, streams = load_text_splits(cfg.data)
     fill_model_args(cfg, tokenizer)
-    model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
+    if model is None:
+        model = create_model(cfg.model.name, **cfg.model.args)
+        if hasattr(model, "start_at_unigram"):  # the high-order nets: logits start at the training text's prior
+            model.start_at_unigram(unigram_log_prior(streams["train"], tokenizer.vocab_size))
     kind = sample_kind(cfg, model)
     context = int(getattr(model, "context_length", cfg.data.context_length or 64))
     boundary = tokenizer.boundary_id
