@@ -308,3 +308,12 @@ def test_language_task_starts_a_high_order_net_at_the_unigram_entropy_not_unifor
     entropy = float(-(counts / counts.sum() * (counts / counts.sum()).log()).sum())
     start = language.stream_loss(exp.model.eval(), exp.train_batches)  # every window of the training text
     assert entropy < 1.0 and abs(start - entropy) < 0.05
+
+
+def test_uniform_initialization_has_the_seed_librarys_magnitude_and_is_the_default():
+    torch.manual_seed(0)
+    layer = PiecewisePolynomial(50, 40, n=3, segments=2)
+    bound = 1 / 50
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.95 * bound
+    assert float(layer.weight.std()) == pytest.approx(bound / 3 ** 0.5, rel=0.05)  # U(-b, b): std b / sqrt(3)
+    assert create_model("ho_small", vocab_size=12).hidden[1].weight.abs().max() <= 1 / 64

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .layers import MaxAbsNorm, PiecewisePolynomial, PiecewisePolynomialConv1d, make_norm
 
-PRIOR_WEIGHT_SCALE = 0.1  # the output layer's random weights shrunk: their logits' std ~0.1, not ~1
+LINEAR_HEAD_SCALE = 0.1  # an nn.Linear head's default init gives logits of std ~0.5: shrunk to ~0.05
 
 
 def chars_to_scalars(idx: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -55,13 +55,17 @@ class HighOrderLM(nn.Module):
             raise ValueError(f"expected {self.context_length} context characters, got {idx.shape[-1]}")
         return chars_to_scalars(idx, self.vocab_size)
 
-    def start_at_unigram(self, log_prior: torch.Tensor, weight_scale: float = PRIOR_WEIGHT_SCALE) -> None:
-        """Start the logits at the training text's log unigram frequencies (V,) plus a shrunk random part.
+    def start_at_unigram(self, log_prior: torch.Tensor, weight_scale: float | None = None) -> None:
+        """Start the logits at the training text's log unigram frequencies (V,) plus a small random part.
 
         Karpathy's "init the final layer to the data's prior": the first loss is then about the unigram entropy
         (3.3 nats on the seed's book, not ln V = 4.3), so every step of learning counts below it; the seed lines
-        at lr 1e-5 spent their first minute just walking down to the prior."""
-        start_at_prior(self.get_submodule(self.head_name), log_prior, weight_scale)
+        at lr 1e-5 spent their first minute just walking down to the prior. A piecewise head (uniform init: logits
+        of std ~0.03) keeps its random part; an nn.Linear head's is shrunk by LINEAR_HEAD_SCALE."""
+        head = self.get_submodule(self.head_name)
+        if weight_scale is None:
+            weight_scale = LINEAR_HEAD_SCALE if isinstance(head, nn.Linear) else 1.0
+        start_at_prior(head, log_prior, weight_scale)
 
     def piecewise_layers(self) -> list[PiecewisePolynomial]:
         """The piecewise polynomial layers in order (for link-function plots)."""
