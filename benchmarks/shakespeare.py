@@ -147,19 +147,19 @@ def train_one(name: str, minutes: float, run_dir: Path, extra: list[str]) -> dic
     fabric.seed_everything(cfg.train.seed, verbose=False)
     exp = build_experiment(cfg)
     cfg.train.eval_interval = max(20, int(minutes * 60 / 6 / seconds_per_step(exp)))
-    curve, evaluate = [], exp.evaluate
+    curve, evaluate, final_evaluate = [], exp.evaluate, exp.final_evaluate
 
-    def evaluate_and_record(model):
-        metrics = evaluate(model)
+    def recorded(metrics):
         curve.append([round(time.perf_counter() - start, 1), round(metrics["val/loss"], 4)])
         return metrics
 
-    exp.evaluate = evaluate_and_record
+    exp.evaluate = lambda model: recorded(evaluate(model))  # during training: val
+    exp.final_evaluate = lambda model: recorded(final_evaluate(model))  # the end of the run: val and test
     start = time.perf_counter()
     result = fit(fabric, exp, cfg, run_dir)
     cfg.data.eval_targets = FINAL_EVAL_TARGETS  # the reported loss: more chars than the curve's, outside the budget
     with torch.no_grad():
-        final = exp.final_evaluate(exp.model.eval())
+        final = final_evaluate(exp.model.eval())
     tokens = exp.samples_per_batch * result["step"]
     return {"val_loss": round(final["val/loss"], 4), "test_loss": round(final["test/loss"], 4),
             "params": count_parameters(exp.model), "tokens_per_second": round(tokens / result["train_seconds"]),
