@@ -191,7 +191,7 @@ def train_one(setup: tuple[dict, list[str]], minutes: float, run_dir: Path, extr
     fabric.seed_everything(cfg.train.seed, verbose=False)
     exp = build_experiment(cfg)
     cfg.train.eval_interval = max(1, round(eval_seconds / seconds_per_step(exp)))
-    curve, evaluate, loss_fn = [], exp.evaluate, exp.loss_fn
+    curve, evaluate, final_evaluate, loss_fn = [], exp.evaluate, exp.final_evaluate, exp.loss_fn
     # The first step's start, seconds spent in evaluations so far, steps so far and at the last evaluation.
     clock = {"start": None, "evaluating": 0.0, "steps": 0, "evaluated_at": -1, "metrics": {}}
 
@@ -201,21 +201,22 @@ def train_one(setup: tuple[dict, list[str]], minutes: float, run_dir: Path, extr
         clock["steps"] += 1
         return loss_fn(model, batch)
 
-    def evaluate_and_record(model):
+    def evaluate_and_record(model, final: bool = False):
         if clock["steps"] == clock["evaluated_at"]:  # the engine's final evaluation right after a periodic one
-            return clock["metrics"]
+            return final_evaluate(model) if final else clock["metrics"]
         begin = time.perf_counter()
-        metrics = evaluate(model)
+        metrics = (final_evaluate if final else evaluate)(model)  # during training val; at the end val and test
         curve.append([round(begin - clock["start"] - clock["evaluating"], 1), round(metrics["val/loss"], 4)])
         clock["evaluating"] += time.perf_counter() - begin
         clock.update(evaluated_at=clock["steps"], metrics=metrics)
         return metrics
 
     exp.loss_fn, exp.evaluate = timed_loss, evaluate_and_record
+    exp.final_evaluate = lambda model: evaluate_and_record(model, final=True)
     result = fit(fabric, exp, cfg, run_dir)  # its last evaluation, after the last step, ends the curve
     cfg.data.eval_targets = FINAL_EVAL_TARGETS  # the reported loss: more chars than the curve's, outside the budget
     with torch.no_grad():
-        final = evaluate(exp.model.eval())
+        final = final_evaluate(exp.model.eval())
     tokens = exp.samples_per_batch * result["step"]
     return {"val_loss": round(final["val/loss"], 4), "test_loss": round(final["test/loss"], 4),
             "params": count_parameters(exp.model), "tokens_per_second": round(tokens / result["train_seconds"]),

@@ -23,7 +23,7 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "names.py": (["--seeds", "0", "1"], ("models", "names", "makemore_reference")),
     "shakespeare.py": (["--seeds", "0"], ("models", "plots", "gpt_search", "tuned_gpt_3min_val_loss")),
     "ngram.py": ([], ("names", "shakespeare", "names_list")),
-    "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound")),
+    "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound", "seed_lines")),
     "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
     "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view", "table", "best_on_val")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
@@ -136,3 +136,15 @@ def test_shakespeare_smoke_tunes_the_gpt_and_times_every_model_to_its_loss(smoke
         assert all("seconds_to_tuned_gpt_3min" in models[name][budget] for budget in ("0.5", "1"))
     toeplitz = models["causal_mixer_toeplitz"]
     assert "skipped" in toeplitz or toeplitz["1"]["runs"]["0"]["model"]["token_mixing"] == "toeplitz"
+
+
+def test_highorder_smoke_seed_lines_count_the_bounds_from_their_rows(smoke_results):
+    from allmlp.models.highorder.seed_lines import SEED_LINES
+
+    table = smoke_results["highorder.py"][2]["seed_lines"]
+    rows = list(table["lines"].values())
+    assert [name for name in table["lines"]] == [line.name for line in SEED_LINES]
+    assert table["summary"]["lines"] == len(rows)
+    assert table["summary"]["both_bounds"] == sum(r["first_step_loss"] <= 2 * r["ln_vocab"] + 1e-3
+                                                  and r["val_loss"] < r["unigram_entropy"] for r in rows)
+    assert table["summary"]["below_prior"] == sum(r["val_loss"] < r["prior_val_loss"] for r in rows)

@@ -117,7 +117,7 @@ def test_language_task_reports_bits_per_char(tmp_path):
     exp = language.build(cfg)
     assert cfg.model.args["vocab_size"] == 4 and exp.model.context_length == 8
     assert exp.samples_per_batch == 32
-    metrics = exp.evaluate(exp.model)
+    metrics = exp.final_evaluate(exp.model)
     assert metrics["val/bpc"] == pytest.approx(metrics["val/loss"] / math.log(2))
     assert metrics["test/ppl"] == pytest.approx(math.exp(metrics["test/loss"]))
     assert abs(metrics["val/loss"] - math.log(4)) < 0.5  # an untrained model is near uniform

@@ -223,6 +223,9 @@ def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Conf
 def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     """Train `exp.model` under `cfg.optim` / `cfg.train`; returns the last evaluation metrics.
 
+    Evaluations during training use `exp.evaluate` (val); the one at the end of a completed run uses
+    `exp.final_evaluate` (val and test), so the test split is seen once, after every choice was made on val.
+
     A checkpoint (weights + config + trainer state, one atomic file for resuming) is written every
     `checkpoint_interval` steps, at the end, and when Ctrl-C or SIGTERM stops the run between two steps
     (`"interrupted": True` in the result). `resume=True` continues from the last checkpoint, bitwise as if never
@@ -274,15 +277,16 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                 "loop": {**state, "step": step, "optimizer_name": cfg.optim.name}, **extra})
         fabric.barrier()
 
-    def run_evaluation(step: int) -> None:
+    def run_evaluation(step: int, final: bool = False) -> None:
         nonlocal metrics
-        if exp.evaluate is None:
+        evaluate = (exp.final_evaluate or exp.evaluate) if final else exp.evaluate
+        if evaluate is None:
             return
         raw_model.eval()
         with torch.no_grad(), fabric.autocast():
-            metrics = exp.evaluate(raw_model)
+            metrics = evaluate(raw_model)
             if ema is not None:  # the averaged weights' "val/acc" is logged as "val_ema/acc"
-                for key, value in exp.evaluate(ema.module).items():
+                for key, value in evaluate(ema.module).items():
                     split, _, name = key.partition("/")
                     metrics[f"{split}_ema/{name}"] = value
         raw_model.train()
@@ -295,8 +299,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
         if is_main:
             for hook in exp.hooks:
                 hook(step, raw_model, writer.tb)
-            progress.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        watched = metrics.get("val/loss", metrics.get("test/loss"))
+            if metrics:
+                progress.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        watched = metrics.get("val/loss")  # never the test split: it is seen once, at the end
         if cfg.optim.schedule == "plateau" and watched is not None:
             if watched < state["best_val"] - 1e-4:
                 state["best_val"], state["bad_evals"] = watched, 0
@@ -373,7 +378,7 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                 print(f"interrupted at step {step}: checkpoint saved in {run_dir} (continue with --resume)",
                       flush=True)
             return {"step": step, "train_seconds": state["elapsed"], "interrupted": True, **metrics}
-        run_evaluation(step)
+        run_evaluation(step, final=True)
         save_checkpoint(step)
     return {"step": step, "train_seconds": state["elapsed"], "interrupted": False, **metrics}
 

@@ -201,7 +201,7 @@ def compare_report(run_dirs: list[str | Path], out: str | Path, x: str = "step",
                                   title="training curves, overlaid", x=x,
                                   step_samples={run["name"]: run["step_samples"] for run in runs})
             sections.append("<h2>Curves</h2>" + _figure_html("curves (colour: run; solid train, dashed val, "
-                                                             "dotted test)", png))
+                                                             "test: one point, at the end of the run)", png))
     configs = [run["config"] for run in runs]
     differing = sorted(k for k in set().union(*configs) if len({repr(c.get(k, "-")) for c in configs}) > 1)
     sections.append("<h2>Config differences</h2>" + (

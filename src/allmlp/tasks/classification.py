@@ -102,16 +102,16 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
         loss = F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)
         return loss, {}
 
-    def evaluate(model):
+    def evaluate(model, names=("val",)):
         out = {}
-        for split in [s for s in ("val", "test") if s in splits]:
+        for split in [s for s in names if s in splits]:
             x, y = splits[split]
             logits = predict(model, x, data.eval_batch_size, data.eval_hflip, data.img_size)
             for key, value in classification_metrics(logits, y).items():
                 out[f"{split}/{key}"] = value
         return out
 
-    return Experiment(model, loss_fn, train, evaluate)
+    return Experiment(model, loss_fn, train, evaluate, final_evaluate=lambda model: evaluate(model, ("val", "test")))
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

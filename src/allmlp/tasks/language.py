@@ -43,6 +43,12 @@ def sample_kind(cfg: Config, model: nn.Module) -> str:
     return kind
 
 
+def unigram_log_prior(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Log frequencies (V,) of the chars in `tokens`, add-one smoothed (an unseen char keeps a finite logit)."""
+    counts = torch.bincount(tokens.long(), minlength=vocab_size)[:vocab_size].double() + 1
+    return (counts / counts.sum()).log().float()
+
+
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
             reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy in nats for logits (B, V) or (B, T, V); targets of -1 are ignored."""
@@ -75,7 +81,10 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
     """Experiment for a character language model on the configured corpus (`model`: one built in Python)."""
     tokenizer, streams = load_token_splits(cfg.data)
     fill_model_args(cfg, tokenizer)
-    model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
+    if model is None:
+        model = create_model(cfg.model.name, **cfg.model.args)
+        if hasattr(model, "start_at_unigram"):  # the high-order nets: logits start at the training text's prior
+            model.start_at_unigram(unigram_log_prior(streams["train"], tokenizer.vocab_size))
     kind = sample_kind(cfg, model)
     context = int(getattr(model, "context_length", cfg.data.context_length or 64))
     boundary = tokenizer.boundary_id
@@ -98,16 +107,17 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
             return manual_loss_and_grads(model, x, y), {}
         return lm_loss(model(x), y, cfg.optim.label_smoothing), {}
 
-    def evaluate(model):
+    def evaluate(model, splits=("val",)):
         out = {}
-        for split, batches in held_out.items():
-            out.update(loss_metrics(split, stream_loss(model, batches, cfg.data.eval_targets,
+        for split in [s for s in splits if s in held_out]:
+            out.update(loss_metrics(split, stream_loss(model, held_out[split], cfg.data.eval_targets,
                                                        cfg.data.eval_batch_size)))
         return out
 
     targets = context if kind == "causal" else 1
     return Experiment(model, loss_fn, train, evaluate, tokenizer=tokenizer,
-                      samples_per_batch=cfg.data.batch_size * targets, manual_backward=manual)
+                      samples_per_batch=cfg.data.batch_size * targets, manual_backward=manual,
+                      final_evaluate=lambda model: evaluate(model, ("val", "test")))
 
 
 def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", tokenizer=None) -> dict:
