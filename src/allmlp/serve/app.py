@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 
 from ..checkpoint import METRICS, WEIGHTS
 from ..generate import check_prompt_text, check_sampling, stream_text
-from .generation import Generations, ServerBusy
+from .generation import CharChannel, Generations, ServerBusy
 from .images import MAX_UPLOAD_BYTES, ImageRejected, decode_image, input_spec, model_input, png_bytes, top_classes
 from .models import LoadedRun, ModelCache
 from .runs import RunIndex, RunNotFound, resolve_run
@@ -326,12 +326,12 @@ def create_app(runs_dir: str | Path = "runs", max_generations: int = 4, busy_wai
         try:
             stream = stream_text(loaded.model, loaded.tokenizer, prompt, body.max_new_tokens, body.temperature,
                                  body.top_k, body.top_p, body.seed, loaded.cfg.data.unknown_chars)
-            loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-            generation = generations.start(run, stream, body.max_new_tokens, emitter(loop, queue))
+            channel = CharChannel(asyncio.get_running_loop())
+            generation = generations.start(run, stream, body.max_new_tokens, channel.put)
         except BaseException:
             generations.give_slot()
             raise
-        return StreamingResponse(events(generation, queue, note), media_type="text/event-stream",
+        return StreamingResponse(events(generation, channel, note), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     def checked_prompt(loaded: LoadedRun, body: GenerateRequest) -> tuple[str, str | None]:
@@ -357,15 +357,13 @@ def create_app(runs_dir: str | Path = "runs", max_generations: int = 4, busy_wai
         return kept, f"dropped {len(body.prompt) - len(kept)} characters this model never saw: {shown} " \
                      "(this run's data.unknown_chars is drop)"
 
-    async def events(generation, queue: asyncio.Queue, note: str | None):
+    async def events(generation, channel: CharChannel, note: str | None):
         try:
             yield sse("start", {"id": generation.id, "note": note})
             done = False
             while not done:
-                chars = [await queue.get()]
-                while not queue.empty():  # whatever arrived meanwhile goes out in one event
-                    chars.append(queue.get_nowait())
-                done = chars[-1] is None
+                chars = await channel.take()  # whatever arrived since the last event goes out in one
+                done = bool(chars) and chars[-1] is None
                 text = "".join(c for c in chars if c is not None)
                 if text:
                     yield sse("text", {"text": text})
@@ -417,16 +415,4 @@ def image_run(loaded: LoadedRun) -> bool:
 
     return "." not in loaded.cfg.model.name and model_info(loaded.cfg.model.name)["task"] == "image" and \
         loaded.cfg.data.name in DATASETS
-
-
-def emitter(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue):
-    """A function the worker thread calls with each char (None at the end), handing it to the event loop."""
-
-    def emit(char: str | None) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, char)
-        except RuntimeError:  # the loop is closed: the server is shutting down
-            pass
-
-    return emit
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import threading
@@ -102,3 +103,34 @@ class Generations:
         with self._lock:
             for generation in self.active.values():
                 generation.cancel.set()
+
+
+class CharChannel:
+    """Chars from a worker thread to the event loop. The loop is woken only when the channel was empty, so chars
+    that arrive while it is busy sending go out together, and a fast model costs one wake-up per batch, not per char."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self._items: list[str | None] = []
+        self._lock = threading.Lock()
+        self._ready = asyncio.Event()
+
+    def put(self, char: str | None) -> None:
+        """From the worker thread: one char, or None at the end."""
+        with self._lock:
+            wake = not self._items
+            self._items.append(char)
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:  # the loop is closed: the server is shutting down
+                pass
+
+    async def take(self) -> list[str | None]:
+        """In the event loop: every item that arrived since the last call (waits for at least one; may be empty
+        after a late wake-up)."""
+        await self._ready.wait()
+        with self._lock:
+            items, self._items = self._items, []
+            self._ready.clear()
+        return items
