@@ -29,6 +29,7 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
     "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
     "engine_overhead.py": ([], ("ratio", "checkpoint")),
+    "serve.py": ([], ("generate_chars_per_s", "web_overhead_ratio", "clients", "server_rss_mb")),
 }
 TIMEOUT_SECONDS = 600  # a crowded 2-core machine can be ten times slower than an idle one
 
