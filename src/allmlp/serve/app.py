@@ -97,9 +97,10 @@ class Rendered:
 
     def __init__(self):
         self._items: dict[tuple[str, Path], tuple[tuple, object]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a render may ask for another (figures look up the test images)
 
     def get(self, kind: str, run_dir: Path, make):
+        """What `make()` returns for (kind, run), made again only when the run's weights or metrics changed."""
         signature = tuple((run_dir / f).stat().st_mtime if (run_dir / f).is_file() else 0 for f in (WEIGHTS, METRICS))
         with self._lock:
             item = self._items.get((kind, run_dir))
@@ -224,9 +225,9 @@ def create_app(runs_dir: str | Path = "runs", max_generations: int = 4, busy_wai
 
     @app.get("/api/generations", summary="generations running now and the last ones finished")
     def list_generations():
-        return {"max_concurrent": generations.max_concurrent,
-                "active": [g.public() for g in list(generations.active.values())],
-                "recent": [g.public() for g in list(generations.recent)]}
+        active, recent = generations.snapshot()
+        return {"max_concurrent": generations.max_concurrent, "active": [g.public() for g in active],
+                "recent": [g.public() for g in recent]}
 
     @app.post("/api/generations/{generation_id}/stop", summary="stop a running generation between two characters")
     def stop_generation(generation_id: str):
@@ -254,8 +255,10 @@ def create_app(runs_dir: str | Path = "runs", max_generations: int = 4, busy_wai
         from ..viz import figures_for_run
 
         def make() -> dict[str, bytes]:
+            loaded = cache.get(run_dir)  # the confusion matrix only where the test data is here (never downloaded)
+            confusion = image_run(loaded) and test_images(run_dir, loaded)[1] is None
             with tempfile.TemporaryDirectory() as tmp:
-                paths = figures_for_run(run_dir, tmp, confusion=True, log=lambda message: None)
+                paths = figures_for_run(run_dir, tmp, confusion=confusion, log=lambda message: None)
                 return {name: Path(path).read_bytes() for name, path in paths.items()}
 
         return rendered.get("figures", run_dir, make)

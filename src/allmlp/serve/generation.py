@@ -93,6 +93,11 @@ class Generations:
             self._slots.release()
             emit(None)
 
+    def snapshot(self) -> tuple[list[Generation], list[Generation]]:
+        """(running, recently finished) generations, copied under the lock."""
+        with self._lock:
+            return list(self.active.values()), list(self.recent)
+
     def find(self, generation_id: str) -> Generation | None:
         """The generation with this id, running or recent."""
         with self._lock:
