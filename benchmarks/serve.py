@@ -177,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-minutes", type=float, default=1.0, help="training budget when no --run is given")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrency levels (1 4 16)")
     parser.add_argument("--chars", type=int, default=300, help="characters each request asks for (300)")
-    parser.add_argument("--requests", type=int, default=3, help="requests per client at each level (3)")
+    parser.add_argument("--requests", type=int, default=3, help="requests per client at C > 1 (3)")
+    parser.add_argument("--pairs", type=int, default=8, help="at C = 1: plain and served answers, in turns (8)")
     parser.add_argument("--max-seconds", type=float, default=120, help="no new request after this long per level")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, here and in the server (1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.smoke:
-        args.clients, args.chars, args.requests, args.max_seconds = [1, 2], 30, 1, 60
+        args.clients, args.chars, args.requests, args.pairs, args.max_seconds = [1, 2], 30, 1, 2, 60
     if 1 not in args.clients:
         raise SystemExit("benchmarks/serve.py: --clients must include 1 (the web overhead ratio is measured there)")
     run_dir = Path(args.run) if args.run else train_run(args, runs_folder(args, "serve") / "serve_shakespeare_mixer")
@@ -197,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         plain = PlainGeneration(run_dir)
         levels = {}
         for clients in sorted(args.clients):
-            levels[str(clients)] = load_level(server, run_dir.name, clients, args.requests, args.chars,
-                                              args.max_seconds, plain if clients == 1 else None)
+            levels[str(clients)] = load_level(server, run_dir.name, clients, args.pairs if clients == 1 else
+                                              args.requests, args.chars, args.max_seconds,
+                                              plain if clients == 1 else None)
             print(f"C={clients:>2}: {json.dumps(levels[str(clients)])}", flush=True)
     finally:
         server.close()
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
           f"web_overhead_ratio {ratio:.3f}", flush=True)
     write_results(output_path(args, "serve"), args, [], {
         "run": str(run_dir), "prompt": PROMPT, "settings": SETTINGS, "chars_per_request": args.chars,
-        "requests_per_client": args.requests, "torch_threads": args.threads, "generate_chars_per_s": round(generate_rate, 1),
+        "requests_per_client": args.requests, "pairs_at_1": args.pairs, "torch_threads": args.threads, "generate_chars_per_s": round(generate_rate, 1),
         "web_overhead_ratio": round(ratio, 4), "clients": levels,
         "server_rss_mb": max(level["server_rss_mb"] for level in levels.values()),
         "targets": {"web_overhead_ratio_at_least": 0.9, "errors_at_16": 0}})

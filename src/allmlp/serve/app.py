@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import tempfile
-import threading
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import torch
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,17 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..checkpoint import METRICS, WEIGHTS
 from ..generate import check_prompt_text, check_sampling, stream_text
 from .generation import CharChannel, Generations, ServerBusy
 from .images import MAX_UPLOAD_BYTES, ImageRejected, decode_image, input_spec, model_input, png_bytes, top_classes
 from .models import LoadedRun, ModelCache
 from .runs import RunIndex, RunNotFound, resolve_run
+from .web import ApiError, BodyLimit, Rendered, one_line, sse
 
 STATIC = resources.files("allmlp.serve") / "static"
 MAX_PROMPT_CHARS = 4000
 MAX_NEW_TOKENS = 2000
-MAX_JSON_BYTES = 64 * 1024
 TEST_IMAGES = 8
 MAX_SEED = 2**63 - 1
 STREAM_INTERVAL_S = 0.02  # at most 50 text events a second per answer
@@ -48,72 +45,6 @@ class GenerateRequest(BaseModel):
     top_k: int | None = None
     top_p: Annotated[float | None, Field(allow_inf_nan=False)] = None
     seed: int | None = None
-
-
-class ApiError(Exception):
-    """A request the server refuses: answered as {"error": message} with `status`."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def sse(event: str, data: dict) -> str:
-    """One server-sent event."""
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
-
-
-class BodyLimit:
-    """ASGI middleware: request bodies over the limit (10 MB uploads to /classify, 64 KB elsewhere) get 413 before
-    they are read whole, by their Content-Length or, for chunked bodies, by counting bytes as they arrive."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
-        limit = MAX_UPLOAD_BYTES + MAX_JSON_BYTES if scope["path"].endswith("/classify") else MAX_JSON_BYTES
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            response = JSONResponse({"error": f"request body over {limit:,} bytes"}, status_code=413)
-            return await response(scope, receive, send)
-        seen = 0
-
-        async def counted_receive():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise ApiError(413, f"request body over {limit:,} bytes")
-            return message
-
-        return await self.app(scope, counted_receive, send)
-
-
-class Rendered:
-    """Pages and figures made on demand (report, figures, test images), kept in memory per run until its files
-    change; one render at a time, so two visitors never render the same page twice at once."""
-
-    def __init__(self):
-        self._items: dict[tuple[str, Path], tuple[tuple, object]] = {}
-        self._lock = threading.RLock()  # a render may ask for another (figures look up the test images)
-
-    def get(self, kind: str, run_dir: Path, make):
-        """What `make()` returns for (kind, run), made again only when the run's weights or metrics changed."""
-        signature = tuple((run_dir / f).stat().st_mtime if (run_dir / f).is_file() else 0 for f in (WEIGHTS, METRICS))
-        with self._lock:
-            item = self._items.get((kind, run_dir))
-            if item is None or item[0] != signature:
-                item = (signature, make())
-                self._items[(kind, run_dir)] = item
-            return item[1]
-
-
-def one_line(error: dict) -> str:
-    """A pydantic validation error as `where: what`."""
-    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-    return f"{where}: {error.get('msg', 'invalid')}"
 
 
 def create_app(runs_dir: str | Path = "runs", max_generations: int = 4, busy_wait_s: float = 2.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch.nn as nn
@@ -15,13 +15,11 @@ from ..config import Config
 
 @dataclass
 class LoadedRun:
-    """A run's model (eval mode), config and tokenizer, plus what was derived from them once (figures, samples)."""
+    """A run's model (eval mode), config and tokenizer (None for image runs)."""
 
     model: nn.Module
     cfg: Config
     tokenizer: object | None
-    extras: dict = field(default_factory=dict)  # e.g. "figures": {name: PNG bytes}, "samples": [...]
-    lock: threading.Lock = field(default_factory=threading.Lock)  # guards `extras` while they are computed
 
 
 class ModelCache:
@@ -58,6 +56,3 @@ class ModelCache:
                 while len(self._runs) > self.capacity:
                     self._runs.popitem(last=False)
             return loaded
-
-    def __len__(self) -> int:
-        return len(self._runs)
