@@ -8,6 +8,7 @@ scripts run with `--help`. What cannot run here is listed with the reason, never
 from __future__ import annotations
 
 import io
+import os
 import re
 import shlex
 import shutil
@@ -177,12 +178,14 @@ def serve_briefly(words: list[str], root: Path) -> str | None:
 
     words = [w for i, w in enumerate(words) if w not in ("--port", "--host") and words[i - 1] not in ("--port",
                                                                                                      "--host")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "allmlp", *words[1:], "--port", "0", "--host", "127.0.0.1"],
-                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = process.stdout.readline()
         if " at http://" not in line:
-            return f"did not start: {line}"
+            process.kill()
+            return f"did not start: {line}{process.stderr.read()[-300:]}"
         runs = httpx.get(line.split(" at ")[1].split()[0] + "api/runs", timeout=60)
         return None if runs.status_code == 200 and runs.json()["runs"] else f"GET /api/runs: {runs.text[:300]}"
     finally:
