@@ -32,6 +32,7 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "generate.py": ([], ("contexts", "chars")),
     "context.py": ([], ("contexts", "budget_seconds")),
     "bigdata.py": ([], ("corpus_bytes", "peak_rss_mb", "tokens_per_s", "prepare_seconds")),
+    "serve.py": ([], ("generate_chars_per_s", "web_overhead_ratio", "clients", "server_rss_mb")),
 }
 TIMEOUT_SECONDS = 600  # a crowded 2-core machine can be ten times slower than an idle one
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "sweep": ("allmlp.sweep:main", "hyper-parameter search with optuna: allmlp sweep PRESET --trials N key=low:high"),
     "generate": ("allmlp.generate:generate_main", "continue prompts with a trained language model (streams text)"),
     "chat": ("allmlp.generate:chat_main", "interactive prompt for a trained language model (piped stdin works)"),
+    "serve": ("allmlp.serve_cli:main", "a local web app over a folder of runs: chat, classify, reports, JSON API"),
 }
 
 # Errors whose message is the whole story: printed as one line, no traceback (ALLMLP_DEBUG=1 shows it).
