@@ -27,7 +27,8 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
     "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
-    "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
+    "ddp.py": ([], ("samples_per_sec", "threads_per_process", "bf16_vs_fp32")),
+    "precision.py": ([], ("families", "probe_seconds", "equal_time", "auto_within_5_percent_of_best")),
     "engine_overhead.py": ([], ("ratio", "checkpoint")),
 }
 TIMEOUT_SECONDS = 600  # a crowded 2-core machine can be ten times slower than an idle one
@@ -89,3 +90,14 @@ def test_highorder_smoke_checks_the_bound_against_the_fastest_linear(smoke_resul
     piecewise = min(hidden[key]["piecewise"] for key in hidden if key.startswith("seconds_"))
     assert hidden["layer_time_ratio_vs_fastest_linear"] == pytest.approx(piecewise / fastest, abs=0.01)
     assert results["bound"].startswith("met" if piecewise / fastest <= 4 else "missed")
+
+
+def test_precision_smoke_has_every_family_field_and_equal_time_pair(smoke_results):
+    results = smoke_results["precision.py"][2]
+    assert sorted(results["families"]) == ["bengio", "mixer_tiny_28"] == sorted(results["probe_seconds"])
+    for name, family in results["families"].items():
+        assert family["fp32"] > 0 and family["bf16"] > 0 and family["auto"] in ("32-true", "bf16-mixed"), name
+        assert abs(family["ratio"] - family["bf16"] / family["fp32"]) < 1e-2 and 0 < family["auto_vs_best"] <= 1
+    assert sorted(results["equal_time"]) == ["causal_mixer_shakespeare", "fashion_mnist_mixer"]
+    for name, pair in results["equal_time"].items():
+        assert pair["fp32_val"] > 0 and pair["auto_val"] > 0 and pair["auto_precision"], name

@@ -227,7 +227,7 @@ def choose(exp, cfg, device: torch.device, rank: int = 0, world_size: int = 1) -
             return Choice(FP32, 0.0, f"auto: steps of {fp32_step * 1e3:.2f} ms are too short for bf16 to pay")
         planned = steps * fp32_step if train.max_minutes <= 0 else min(steps * fp32_step, train.max_minutes * 60)
         if planned < MIN_RUN_PROBES * PROBE_SECONDS:
-            return Choice(FP32, 0.0, f"auto: a run of ~{planned:.0f} s in fp32 is too short to repay a probe")
+            return Choice(FP32, 0.0, f"auto: a run of ~{planned:.1f} s in fp32 is too short to repay a probe")
         probe = run_probe(timer)
     choice = choice_from_probe(probe)
     write_cache(path, key, {"precision": choice.precision, "ratio": choice.ratio,
