@@ -215,10 +215,16 @@ def choose(exp, cfg, device: torch.device, rank: int = 0, world_size: int = 1) -
     if steps == 0 or exp.manual_backward or not trainable:
         return Choice(FP32, 0.0, "auto: no autograd steps to speed up")
     batch = exp.train_batches.batch(0, rank, world_size)
-    key, path = cache_key(exp.model, batch, cfg.optim.name), cache_path()
-    cached = read_cache(path).get(key)
+    key = cache_key(exp.model, batch, cfg.optim.name)
+    try:
+        path = cache_path()
+    except OSError as err:  # no cache folder to be had: probe every time rather than not at all
+        warnings.warn(f"train.precision=auto: no cache folder ({err}); the probe's choice is not kept", stacklevel=2)
+        path = None
+    cached = read_cache(path).get(key) if path is not None else None
     if cached is not None:
         return Choice(cached["precision"], cached["ratio"], f"auto: bf16 {cached['ratio']:.2f}x fp32, cached probe")
+    start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # the probe's dropout must not move the run's random stream
         timer = StepTimer(exp.model, exp.loss_fn, batch, lambda model: build_optimizer(cfg.optim, model))
         timer.step(FP32)
@@ -226,13 +232,16 @@ def choose(exp, cfg, device: torch.device, rank: int = 0, world_size: int = 1) -
         if fp32_step < MIN_STEP_SECONDS:
             return Choice(FP32, 0.0, f"auto: steps of {fp32_step * 1e3:.2f} ms are too short for bf16 to pay")
         planned = steps * fp32_step if train.max_minutes <= 0 else min(steps * fp32_step, train.max_minutes * 60)
-        if planned < MIN_RUN_PROBES * PROBE_SECONDS:
+        probe_cost = max(PROBE_SECONDS, (2 + 2 * MIN_ROUNDS) * fp32_step * 1.5)  # bf16 steps may take longer
+        if planned < MIN_RUN_PROBES * probe_cost:
             return Choice(FP32, 0.0, f"auto: a run of ~{planned:.1f} s in fp32 is too short to repay a probe")
         probe = run_probe(timer)
+    probe = dataclasses.replace(probe, seconds=time.perf_counter() - start)  # the copy and first steps too
     choice = choice_from_probe(probe)
-    write_cache(path, key, {"precision": choice.precision, "ratio": choice.ratio,
-                            "fp32_step_ms": round(probe.fp32_step * 1e3, 3),
-                            "bf16_step_ms": round(probe.bf16_step * 1e3, 3), "model": type(exp.model).__name__})
+    if path is not None:
+        write_cache(path, key, {"precision": choice.precision, "ratio": choice.ratio,
+                                "fp32_step_ms": round(probe.fp32_step * 1e3, 3),
+                                "bf16_step_ms": round(probe.bf16_step * 1e3, 3), "model": type(exp.model).__name__})
     return choice
 
 
