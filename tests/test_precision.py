@@ -163,13 +163,17 @@ def test_a_failing_probe_falls_back_to_fp32(tiny_fashion, monkeypatch):
     assert choice.precision == FP32 and cfg.train.precision_chosen == FP32
 
 
-def test_explicit_precision_wins_without_probing(tiny_fashion, monkeypatch):
+def test_explicit_precision_wins_without_probing(tiny_fashion, tmp_path, monkeypatch):
     no_choosing(monkeypatch)
     cfg = tiny_cfg(tiny_fashion, 20, "train.precision=bf16-mixed", "train.precision_chosen=32-true")
     fabric = make_fabric(cfg.train)
     choice = precision.settle(fabric, build_experiment(cfg), cfg)
     assert choice.precision == BF16 and choice.reason == "train.precision"
-    assert cfg.train.precision_chosen == BF16 and fabric.strategy.precision.precision == BF16
+    assert cfg.train.precision_chosen == "" and fabric.strategy.precision.precision == BF16
+    for name in ("bf16-true", "32"):  # any of Fabric's spellings trains, is saved and reloads as given
+        cfg = tiny_cfg(tiny_fashion, 2, f"train.precision={name}")
+        fit(make_fabric(cfg.train), build_experiment(cfg), cfg, tmp_path / name)
+        assert load_config(tmp_path / name / "config.yaml").train.precision == str(name)
 
 
 def test_auto_choice_is_applied_and_kept_by_resume_bitwise(tiny_fashion, tmp_path, monkeypatch):

@@ -257,7 +257,7 @@ def use(fabric, precision: str) -> None:
 def settle(fabric, exp, cfg) -> Choice:
     """The run's precision: `train.precision` when set, the one auto chose earlier for this run
     (`train.precision_chosen`, kept by --resume), else auto's choice now, made on rank 0 and broadcast. Applies it
-    to `fabric` and records it in `cfg.train`; every process must call this (a collective under DDP)."""
+    to `fabric` and records auto's choice in `cfg.train`; every process must call this (a collective under DDP)."""
     train = cfg.train
     if train.precision != AUTO:
         choice = Choice(train.precision, 0.0, "train.precision")
@@ -274,6 +274,9 @@ def settle(fabric, exp, cfg) -> Choice:
                 choice = Choice(FP32, 0.0, "auto: the probe failed")
         if fabric.world_size > 1:
             choice = Choice(**fabric.broadcast(dataclasses.asdict(choice) if choice else None, src=0))
-    use(fabric, choice.precision)
-    train.precision_chosen, train.precision_ratio = choice.precision, choice.ratio
+    if train.precision == AUTO:
+        use(fabric, choice.precision)
+        train.precision_chosen, train.precision_ratio = choice.precision, choice.ratio
+    else:  # make_fabric built it in this precision; no choice to keep (a later train.precision=auto decides afresh)
+        train.precision_chosen, train.precision_ratio = "", 0.0
     return choice
