@@ -170,10 +170,9 @@ def test_explicit_precision_wins_without_probing(tiny_fashion, tmp_path, monkeyp
     choice = precision.settle(fabric, build_experiment(cfg), cfg)
     assert choice.precision == BF16 and choice.reason == "train.precision"
     assert cfg.train.precision_chosen == "" and fabric.strategy.precision.precision == BF16
-    for name in ("bf16-true", "32"):  # any of Fabric's spellings trains, is saved and reloads as given
-        cfg = tiny_cfg(tiny_fashion, 2, f"train.precision={name}")
-        fit(make_fabric(cfg.train), build_experiment(cfg), cfg, tmp_path / name)
-        assert load_config(tmp_path / name / "config.yaml").train.precision == str(name)
+    cfg = tiny_cfg(tiny_fashion, 2, "train.precision=32")  # Fabric's other spellings are Fabric's to apply
+    fit(make_fabric(cfg.train), build_experiment(cfg), cfg, tmp_path / "run")
+    assert load_config(tmp_path / "run" / "config.yaml").train.precision == "32"
 
 
 def test_auto_choice_is_applied_and_kept_by_resume_bitwise(tiny_fashion, tmp_path, monkeypatch):
