@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from allmlp.machine import cpu_model, physical_cores
+from allmlp.machine import bf16_features, cpu_model, physical_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -73,8 +73,9 @@ def _git(*command: str) -> str:
 
 
 def machine() -> dict:
-    """CPU model, cores (logical and physical), torch threads, torch and Python versions of this process."""
-    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "physical_cores": physical_cores(),
+    """CPU model and bf16 features, cores (logical and physical), torch threads, torch and Python versions."""
+    return {"cpu_model": cpu_model(), "bf16_features": bf16_features(), "cores": os.cpu_count(),
+            "physical_cores": physical_cores(),
             "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__, "python": platform.python_version()}
 

@@ -110,6 +110,12 @@ def test_cache_key_follows_shapes_threads_and_optimizer():
     assert key != precision.cache_key(torch.nn.Linear(4, 5), batch, "adamw")
     assert key != precision.cache_key(model, (torch.zeros(16, 4), batch[1]), "adamw")
     assert key != precision.cache_key(model, batch, "sgd")
+    real = machine.bf16_features
+    machine.bf16_features = lambda: ["avx512_bf16"]  # the same model name without AMX is another machine
+    try:
+        assert key != precision.cache_key(model, batch, "adamw")
+    finally:
+        machine.bf16_features = real
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads + 1)

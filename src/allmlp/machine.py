@@ -22,6 +22,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")  # what decides bf16's speed on x86 CPUs
+
+
+def bf16_features() -> list[str]:
+    """Which of BF16_FLAGS /proc/cpuinfo lists (a virtual machine's model name, "Intel Xeon Processor", does not
+    tell a Xeon with AMX from one without)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [flag for flag in BF16_FLAGS if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
 def _usable_cpus() -> list[int]:
     """The logical CPUs this process may run on (its affinity mask where the OS has one)."""
     try:

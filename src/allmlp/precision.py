@@ -143,12 +143,12 @@ def cache_path() -> Path:
 
 
 def cache_key(model: nn.Module, batch: tuple, optimizer_name: str) -> str:
-    """What a choice depends on: processor, torch version and threads, the model's class and parameter shapes,
-    the batch's shapes and the optimizer."""
-    from .machine import cpu_model
+    """What a choice depends on: processor (and its bf16 features), torch version and threads, the model's class
+    and parameter shapes, the batch's shapes and the optimizer."""
+    from .machine import bf16_features, cpu_model
 
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
-    what = [cpu_model(), torch.__version__, torch.get_num_threads(), model_class,
+    what = [cpu_model(), bf16_features(), torch.__version__, torch.get_num_threads(), model_class,
             [[name, list(p.shape)] for name, p in model.named_parameters() if p.requires_grad],
             [[list(t.shape), str(t.dtype)] for t in batch if isinstance(t, torch.Tensor)], optimizer_name.lower()]
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
