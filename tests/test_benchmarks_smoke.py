@@ -27,7 +27,8 @@ SMOKED = {  # script -> extra arguments and keys its results must hold
     "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
     "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view", "table", "best_on_val")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
-    "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
+    "ddp.py": ([], ("samples_per_sec", "threads_per_process", "bf16_vs_fp32")),
+    "precision.py": ([], ("families", "probe_seconds", "equal_time", "auto_within_5_percent_of_best")),
     "engine_overhead.py": ([], ("ratio", "checkpoint")),
     "generate.py": ([], ("contexts", "chars")),
     "context.py": ([], ("contexts", "budget_seconds")),
@@ -149,3 +150,14 @@ def test_highorder_smoke_seed_lines_count_the_bounds_from_their_rows(smoke_resul
     assert table["summary"]["both_bounds"] == sum(r["first_step_loss"] <= 2 * r["ln_vocab"] + 1e-3
                                                   and r["val_loss"] < r["unigram_entropy"] for r in rows)
     assert table["summary"]["below_prior"] == sum(r["val_loss"] < r["prior_val_loss"] for r in rows)
+
+
+def test_precision_smoke_has_every_family_field_and_equal_time_pair(smoke_results):
+    results = smoke_results["precision.py"][2]
+    assert sorted(results["families"]) == ["bengio", "mixer_tiny_28"] == sorted(results["probe_seconds"])
+    for name, family in results["families"].items():
+        assert family["fp32"] > 0 and family["bf16"] > 0 and family["auto"] in ("32-true", "bf16-mixed"), name
+        assert abs(family["ratio"] - family["bf16"] / family["fp32"]) < 1e-2 and 0 < family["auto_vs_best"] <= 1
+    assert sorted(results["equal_time"]) == ["causal_mixer_shakespeare", "fashion_mnist_mixer"]
+    for name, pair in results["equal_time"].items():
+        assert pair["fp32_val"] > 0 and pair["auto_val"] > 0 and pair["auto_precision"], name

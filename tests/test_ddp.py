@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from allmlp.cli import main
-from allmlp.config import ConfigError, build_config
+from allmlp.config import ConfigError, build_config, load_config
 from allmlp.engine import fit, make_fabric
 from allmlp.tasks import build_experiment
 
@@ -38,6 +38,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_fashion
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     keys = [(r["step"], r["split"]) for r in records]
     assert len(keys) == len(set(keys)) and ((3, "test") in keys and (6, "train") in keys)
+    setup, = [r for r in records if r["split"] == "setup"]
+    assert setup["threads"] == 1 and setup["processes"] == 2  # OMP_NUM_THREADS=1 above, in each process
+    assert load_config(run / "config.yaml").train.precision_chosen == "32-true"  # rank 0 chose for both
     assert sorted(p.name for p in run.iterdir() if not p.name.startswith("events")) == [
         "config.yaml", "metrics.jsonl", "model.safetensors", "trainer_state.safetensors"]
 

@@ -92,7 +92,9 @@ class TrainConfig:
     devices: int = 1
     strategy: str = "auto"  # auto, ddp
     num_nodes: int = 1
-    precision: str = "32-true"  # 32-true, bf16-mixed, 16-mixed (GPU only)
+    precision: str = "auto"  # auto (measured on this machine, docs/precision.md), 32-true, bf16-mixed, 16-mixed
+    precision_chosen: str = ""  # what auto chose for this run (written by the engine; --resume keeps it)
+    precision_ratio: float = 0.0  # auto's probe: bf16-mixed over fp32 training speed (0: not measured)
     compile: bool = False  # torch.compile the model (checkpoints keep uncompiled names)
     log_interval: int = 50
     eval_interval: int = 500
@@ -100,7 +102,7 @@ class TrainConfig:
     viz_interval: int = 0  # TensorBoard images every N steps; 0: at evaluations only
     out_dir: str = "runs"
     run_name: str = ""  # default: the preset name
-    threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    threads: int = 0  # torch intra-op threads; 0: OMP_NUM_THREADS if set, else physical cores / local processes
     progress: bool = True
     ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights, evaluated and saved beside them
 
@@ -322,8 +324,9 @@ def _betas(value: Any) -> bool:
 
 
 # Fabric's precision and strategy names (lightning.fabric.connector); written out to keep lightning out of config.
-PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", "64-true", "64",
-              "transformer-engine", "transformer-engine-float16")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", "64-true",
+              "64", "transformer-engine", "transformer-engine-float16")
+AUTO_PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # what train.precision=auto resolves to
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true", "dp",
               "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3")
 
@@ -370,6 +373,9 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.strategy": _one_of(*STRATEGIES),
     "train.num_nodes": _at_least(1),
     "train.precision": _one_of(*PRECISIONS),
+    "train.precision_chosen": ((lambda value: value in ("", *AUTO_PRECISIONS)),
+                               f"must be empty (auto decides) or one of {', '.join(AUTO_PRECISIONS)}"),
+    "train.precision_ratio": _at_least(0),
     "train.log_interval": _at_least(1),
     "train.eval_interval": _at_least(0),
     "train.checkpoint_interval": _at_least(0),

@@ -21,6 +21,8 @@ from . import rundir
 from .config import Config, ConfigError, OptimConfig, TrainConfig
 from .ema import WeightEma
 from .experiment import Experiment, Hook, LossFn  # noqa: F401  (re-exported: the engine's public contract)
+from .machine import torch_threads
+from .precision import settle
 
 def make_fabric(train: TrainConfig):
     """A Fabric for the configured accelerator, devices, strategy and precision (fp16 on CPU is an error)."""
@@ -34,12 +36,14 @@ def make_fabric(train: TrainConfig):
     accelerator = train.accelerator
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    if accelerator == "cpu" and train.precision.startswith("16"):
-        raise ConfigError(f"train.precision={train.precision} needs a GPU; on CPU use 32-true or bf16-mixed")
-    if train.threads > 0:
-        torch.set_num_threads(train.threads)
+    precision, key = train.precision, "train.precision"
+    if precision == "auto":  # decided once the model exists (precision.settle); until then what it chose before
+        precision, key = train.precision_chosen or "32-true", "train.precision_chosen"
+    if accelerator == "cpu" and precision.startswith("16"):
+        raise ConfigError(f"{key}={precision} needs a GPU; on CPU use train.precision=auto, 32-true or bf16-mixed")
+    torch.set_num_threads(torch_threads(train.threads, train.devices)[0])
     return Fabric(accelerator=accelerator, devices=train.devices, strategy=train.strategy,
-                  num_nodes=train.num_nodes, precision=train.precision)
+                  num_nodes=train.num_nodes, precision=precision)
 
 
 def shutdown(fabric) -> None:
@@ -239,6 +243,7 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     is_main = fabric.global_rank == 0
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    settle(fabric, exp, cfg)  # before setup: the model is wrapped for the precision it trains in
     raw_model = exp.model
     optimizer = build_optimizer(cfg.optim, raw_model)
     state = {"step": 0, "elapsed": 0.0, "plateau_scale": 1.0, "best_val": math.inf, "bad_evals": 0}
@@ -258,6 +263,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     budget = train.max_minutes * 60
 
     writer = _Writer(run_dir, is_main, state["step"])
+    if state["step"] == 0:  # how this run uses the machine (a resumed run keeps its first record)
+        ratio = {"bf16_over_fp32": train.precision_ratio} if train.precision_ratio > 0 else {}
+        writer.log(0, "setup", {"threads": torch.get_num_threads(), "processes": world, **ratio})
     progress = _Progress(is_main and train.progress, max_steps, state["step"], budget, state["elapsed"])
     metrics: dict = {}
 
