@@ -130,7 +130,7 @@ def shakespeare(minutes: float, setups: dict, runs: Path, extra: list[str]) -> d
     models = {}
     if previous.is_file() and not extra:
         saved = json.loads(previous.read_text())
-        if "causal_mixer" in saved.get("models", {}) and abs(saved["budget_seconds"] - minutes * 60) < 1:
+        if "causal_mixer" in saved.get("models", {}) and abs(saved.get("budget_seconds", -1) - minutes * 60) < 1:
             models["causal_mixer"] = {**saved["models"]["causal_mixer"], "source": str(previous)}
     if "causal_mixer" not in models:
         setups = {"causal_mixer": None, **setups}
@@ -138,7 +138,8 @@ def shakespeare(minutes: float, setups: dict, runs: Path, extra: list[str]) -> d
         if setup is not None:
             bench.SETUPS[name] = setup
         print(f"== shakespeare {name}: {minutes:g} min", flush=True)
-        models[name] = bench.train_one(name, minutes, runs / f"shakespeare_{name}", extra)
+        models[name] = bench.train_one(bench.SETUPS[name], minutes, runs / f"shakespeare_{name}", extra,
+                                       eval_seconds=minutes * 60)  # the final val loss is what is compared
         models[name].pop("curve", None)
     for order in (3, 5):
         models[f"ngram{order}"] = bench.fit_count_model(order, runs / f"shakespeare_ngram{order}", extra)
