@@ -32,6 +32,7 @@ demo: data
 	$(BIN)/allmlp data fetch shakespeare
 	$(BIN)/allmlp train shakespeare_mixer train.max_minutes=$(DEMO_MINUTES) --run-dir runs/demo_shakespeare_mixer
 	$(BIN)/allmlp generate runs/demo_shakespeare_mixer --prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 0
+	@echo "To chat with, classify with and browse these runs in a browser: $(BIN)/allmlp serve runs"
 
 # The report page's browser check needs Debian's chromium + chromedriver: installed here when missing and root.
 test: setup
@@ -44,8 +45,8 @@ test: setup
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-# Every benchmark, one after the other (about 75 minutes on 2 CPU cores); each writes benchmarks/results/*.json.
-BENCHMARKS ?= engine_overhead faults ngram fashion_mnist names shakespeare bengio_three highorder blocks ddp
+# Every benchmark, one after the other (about 80 minutes on 2 CPU cores); each writes benchmarks/results/*.json.
+BENCHMARKS ?= engine_overhead faults ngram fashion_mnist names shakespeare bengio_three highorder blocks ddp serve
 bench: data
 	$(BIN)/allmlp data fetch shakespeare names
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done

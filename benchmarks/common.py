@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from allmlp.machine import bf16_features, cpu_model, physical_cores
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 REQUIRED_KEYS = ("command", "git_commit", "git_dirty", "date_utc", "finished_utc", "machine", "seeds", "note",
@@ -71,20 +73,11 @@ def _git(*command: str) -> str:
         return ""
 
 
-def cpu_model() -> str:
-    """The processor's name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
-    """CPU model, cores, torch threads, torch and Python versions of this process."""
-    return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    """CPU model and bf16 features, cores (logical and physical), torch threads, torch and Python versions."""
+    return {"cpu_model": cpu_model(), "bf16_features": bf16_features(), "cores": os.cpu_count(),
+            "physical_cores": physical_cores(),
+            "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__, "python": platform.python_version()}
 
 
@@ -134,13 +127,13 @@ def train(cfg, run_dir: Path, build=None, prepare=None) -> tuple:
     return built[0], {**result, "build_seconds": seconds[0]}
 
 
-def save_line_plot(fig, ax, path: Path, title: str) -> Path:
+def save_line_plot(fig, ax, path: Path, title: str, legend_fontsize: float | None = None) -> Path:
     """Title, grid and legend on `ax`, then the figure written to `path` and closed."""
     import matplotlib.pyplot as plt
 
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=legend_fontsize)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -152,6 +145,20 @@ def spread(values: list[float]) -> dict:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return {"mean": round(statistics.fmean(values), 4), "std": round(std, 4), "min": round(min(values), 4),
             "max": round(max(values), 4), "values": [round(v, 4) for v in values]}
+
+
+def family_batch(name: str, batch_size: int, vocab_size: int = 84):
+    """A registered model with default arguments and a random batch (inputs, targets) of its task's shapes."""
+    from allmlp.models import create_model, model_info
+
+    if model_info(name)["task"] == "image":
+        model = create_model(name)
+        chans, height, width = model_info(name)["input_size"]
+        return model, torch.randn(batch_size, chans, height, width), torch.randint(0, 10, (batch_size,))
+    model = create_model(name, vocab_size=vocab_size)
+    x = torch.randint(0, vocab_size, (batch_size, model.context_length))  # (B, T)
+    causal = getattr(model, "lm_kind", "window") == "causal"
+    return model, x, torch.randint(0, vocab_size, x.shape if causal else (batch_size,))
 
 
 def smoke_names(folder: Path, count: int = 400) -> Path:

@@ -3,6 +3,9 @@
 Run under the benchmark lock (one benchmark at a time on the shared machine):
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/ddp.py
 Writes benchmarks/results/ddp.json. Every number is a ratio against a baseline measured in this same process.
+The trainings run in fp32 (train.precision=32-true) with the engine's thread rule (train.threads=0: physical cores
+/ processes, or OMP_NUM_THREADS when set); the threads each process used are recorded. benchmarks/precision.py
+measures every family's bf16 / fp32 ratio and what train.precision=auto picks.
 --smoke: a few steps of one process on made-up images and one family's bf16 check (the two-process DDP launch
 alone takes longer than a smoke run may; tests/test_ddp.py exercises it).
 """
@@ -20,57 +23,49 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import add_common_arguments, output_path, smoke_fashion, smoke_folder, write_results
+from common import add_common_arguments, family_batch, output_path, smoke_fashion, smoke_folder, write_results
 
 
-def train_throughput(extra: list[str], steps: int, batch_size: int) -> float:
-    """Mean samples/s of `allmlp train fashion_mixer` over logged windows after the first (warm-up)."""
+def train_throughput(extra: list[str], steps: int, batch_size: int) -> tuple[float, int]:
+    """Mean samples/s of `allmlp train fashion_mixer` in fp32 over logged windows after the first (warm-up), and
+    the torch threads each of its processes used (the run's setup record)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
+        # fp32 pinned: auto could pick another precision per thread count and mix it into the scale-out ratio
         command = [sys.executable, "-m", "allmlp", "train", "fashion_mixer", f"data.batch_size={batch_size}",
                    f"train.max_steps={steps}", f"train.log_interval={steps // 4}", "train.eval_interval=0",
                    "train.checkpoint_interval=0", "train.progress=false", "train.accelerator=cpu",
-                   "data.eval_batch_size=2000", *extra, "--run-dir", str(run)]  # overrides before options
+                   "train.precision=32-true", "data.eval_batch_size=2000", *extra, "--run-dir", str(run)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         speeds = [r["samples_per_sec"] for r in records if r["split"] == "train"][1:]
-        return sum(speeds) / len(speeds)
+        threads = next(int(r["threads"]) for r in records if r["split"] == "setup")
+        return sum(speeds) / len(speeds), threads
 
 
 def ddp_speedup(steps: int, batch_size: int, rounds: int, data: list[str]) -> dict:
-    """samples/s of 1 process (all cores), 1 process (1 thread) and 2 DDP processes (1 thread each)."""
+    """samples/s of 1 process (all cores), 1 process (1 thread) and 2 DDP processes (cores / 2 threads each)."""
     setups = {"one_process": [], "one_process_1_thread": ["train.threads=1"],
               "two_processes_ddp": ["train.devices=2", "train.strategy=ddp"]}
     best = {name: 0.0 for name in setups}
+    threads = {}
     for _ in range(rounds):  # interleaved, best of rounds: the machine is shared
         for name, extra in setups.items():
-            best[name] = max(best[name], train_throughput([*extra, *data], steps, batch_size))
-            print(f"  {name}: {best[name]:.0f} samples/s (best so far)", flush=True)
-    return {"samples_per_sec": best,
+            speed, threads[name] = train_throughput([*extra, *data], steps, batch_size)
+            best[name] = max(best[name], speed)
+            print(f"  {name}: {best[name]:.0f} samples/s (best so far), {threads[name]} threads per process",
+                  flush=True)
+    return {"samples_per_sec": best, "threads_per_process": threads,
             "speedup_2proc": best["two_processes_ddp"] / best["one_process"],
             "speedup_2proc_vs_1_thread": best["two_processes_ddp"] / best["one_process_1_thread"]}
-
-
-def _family_batch(name: str, batch_size: int):
-    from allmlp.models import create_model, model_info
-
-    if model_info(name)["task"] == "image":
-        model = create_model(name)
-        chans, height, width = model_info(name)["input_size"]
-        x = torch.randn(batch_size, chans, height, width)
-        return model, x, torch.randint(0, 10, (batch_size,))
-    model = create_model(name, vocab_size=84)
-    x = torch.randint(0, 84, (batch_size, model.context_length))
-    causal = getattr(model, "lm_kind", "window") == "causal"
-    return model, x, torch.randint(0, 84, x.shape if causal else (batch_size,))
 
 
 def step_throughput(name: str, batch_size: int, bf16: bool, steps: int) -> float:
     """samples/s of forward + backward + AdamW steps, under CPU bf16 autocast or in fp32."""
     torch.manual_seed(0)
-    model, x, y = _family_batch(name, batch_size)
+    model, x, y = family_batch(name, batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
@@ -132,7 +127,8 @@ def main() -> None:
         args.steps, args.batch_size, args.rounds, args.precision_steps = 4, 32, 1, 1
         families = {"mixer_tiny_28": (8, FAMILIES["mixer_tiny_28"][1])}
         data = [f"data.path={smoke_fashion(smoke_folder('ddp'))}", "data.val_size=0"]
-        result["samples_per_sec"] = {"one_process": train_throughput(data, args.steps, args.batch_size)}
+        speed, threads = train_throughput(data, args.steps, args.batch_size)
+        result.update(samples_per_sec={"one_process": speed}, threads_per_process={"one_process": threads})
     else:
         print("DDP: fashion_mixer on Fashion-MNIST", flush=True)
         result.update(ddp_speedup(args.steps, args.batch_size, args.rounds, ["data.val_size=0"]))

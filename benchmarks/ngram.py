@@ -36,7 +36,7 @@ def fit_order(preset: str, order: int, overrides: list[str], run_dir: Path) -> d
              "discounts": [round(d, 4) for d in exp.model.discounts.tolist()], "run_dir": str(run_dir)}
     if preset == "shakespeare_ngram":
         cfg.data.eval_targets = SHAKESPEARE_BENCH_TARGETS  # read by the task's evaluation when it runs
-        thinned = exp.evaluate(exp.model)
+        thinned = exp.final_evaluate(exp.model)
         entry.update({"val_loss_bench_chars": round(thinned["val/loss"], 4),
                       "test_loss_bench_chars": round(thinned["test/loss"], 4)})
     return entry

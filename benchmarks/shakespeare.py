@@ -1,16 +1,24 @@
-"""Character LMs on Shakespeare at equal wall-clock time: causal_mixer, gmlp, chat_mixer, bengio, a small GPT, and
-the Kneser-Ney count baselines.
+"""Character LMs on Shakespeare at equal wall-clock time: a tuned and nanoGPT's baby GPT, causal_mixer and gmlp
+(full and Toeplitz token mixing), chat_mixer, bengio, and the Kneser-Ney count baselines.
 
-    flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/shakespeare.py [--minutes 5] [--seeds 0 1 2] [--models ...]
+    flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/shakespeare.py [--minutes 3 10] [--seeds 0 1 2]
+        [--only NAME ...] [--skip NAME ...] [--gpt-setting BATCH LR WIDTH]
 
 Every model trains on the same split (the shakespeare_mixer preset's data: 90% train, 5% val, 5% test, contiguous)
-for --minutes per seed, the cosine schedule following the clock, evaluated about six times on the same 4,096 val
-chars (the curve); the reported val and test losses are over 65,536 chars of each split, measured after training.
-The GPT is nanoGPT's CPU "baby" shape (4 layers, 4 heads, 128 embedding, block 64, batch 12, lr 1e-3), written
-here so that the reference runs through the same engine. `ngram3` / `ngram5` / `ngram7` are interpolated
-Kneser-Ney models (shakespeare_ngram preset) fitted by counting the training split: deterministic, one run each,
-evaluated on the same chars. Writes benchmarks/results/shakespeare.json {"models": {NAME: {"val_loss": {mean, std,
-...}, "test_loss", "runs": {SEED: {...}}}}, ...} and benchmarks/results/shakespeare.png (val loss against time).
+for each budget of --minutes per seed, the cosine schedule following the clock, evaluated every --eval-seconds of
+training on the same 16,384 val chars (the curve: training seconds, evaluation time excluded, and val loss); the
+reported val and test losses are over 65,536 chars of each split, measured after training.
+
+The GPT reference is tuned first (`gpt_tuned`): a two-stage grid over batch size x learning rate (width 128), then
+width at the best pair, each trial trained for the first budget on the first seed and ranked by its val loss; the
+winner trains like every model. `gpt_baby` is nanoGPT's untuned CPU "baby" setting (4 layers, 4 heads, width 128,
+block 64, batch 12, lr 1e-3). For every model, `seconds_to_tuned_gpt_3min` is the training time at which its val
+curve first reaches the tuned GPT's final 3-minute curve value (null if never). `ngram3` / `ngram5` / `ngram7` are
+interpolated Kneser-Ney models (shakespeare_ngram preset) fitted by counting the training split: deterministic,
+one fit each, evaluated on the same chars. Models the installed allmlp cannot build (e.g. Toeplitz mixing before
+it exists) are skipped with the reason recorded. Writes benchmarks/results/shakespeare.json {"gpt_search", "models":
+{NAME: {"3": {"val_loss": {mean, std, ...}, "test_loss", "curve", "runs"}, "10": {...},
+"seconds_to_tuned_gpt_3min"}}, ...} and one curve figure per budget (benchmarks/results/shakespeare_3min.png, ...).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import argparse
 import json
 import math
 import time
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -29,9 +38,10 @@ from common import (add_common_arguments, output_path, runs_folder, save_line_pl
 
 from allmlp.config import load_preset
 from allmlp.configure import build_config
-from allmlp.models import count_parameters, register_model
+from allmlp.models import count_parameters, model_kwargs, register_model
 
 FINAL_EVAL_TARGETS = 65536
+CURVE_EVAL_TARGETS = 16384
 COUNT_MODELS = {"ngram3": 3, "ngram5": 5, "ngram7": 7}  # name -> Kneser-Ney order (preset shakespeare_ngram)
 
 
@@ -95,22 +105,8 @@ def bench_gpt(vocab_size: int = 84, context_length: int = 64, dim: int = 128, de
     return BabyGpt(vocab_size, context_length, dim, depth, heads)
 
 
-# Model -> (its model section, overrides of the shakespeare_mixer preset's data / optimizer settings).
-SETUPS = {
-    "causal_mixer": ({"name": "causal_mixer", "embedding_dim": 128, "depth": 4, "channels_mlp_dim": 512,
-                      "num_heads": 4}, []),
-    "gmlp": ({"name": "gmlp", "embedding_dim": 128, "depth": 4, "ffn_dim": 512, "num_heads": 4}, []),
-    "gpt": ({"name": "bench_gpt", "dim": 128, "depth": 4, "heads": 4},
-            ["data.batch_size=12", "optim.lr=1e-3", "optim.weight_decay=0.1"]),
-    "chat_mixer": ({"name": "chat_mixer", "embedding_dim": 64, "depth": 4, "tokens_mlp_dim": 64,
-                    "channels_mlp_dim": 256}, ["data.context_length=32", "data.batch_size=128"]),
-    "bengio": ({"name": "bengio", "embedding_dim": 24, "hidden_dim": 512},
-               ["data.context_length=8", "data.batch_size=128"]),
-}
-
-
 def seconds_per_step(exp, steps: int = 5) -> float:
-    """Rough time of one training step, to place about ten evaluations inside the budget."""
+    """Rough time of one training step, to space the evaluations by training seconds."""
     batch = exp.train_batches.batch(0)
     start = time.perf_counter()
     for _ in range(steps):
@@ -120,116 +116,288 @@ def seconds_per_step(exp, steps: int = 5) -> float:
     return (time.perf_counter() - start) / steps
 
 
+# The models' sections; every run uses the shakespeare_mixer preset's data and optimizer unless overridden here.
+CAUSAL_MIXER = {"name": "causal_mixer", "embedding_dim": 128, "depth": 4, "channels_mlp_dim": 512, "num_heads": 4}
+GMLP = {"name": "gmlp", "embedding_dim": 128, "depth": 4, "ffn_dim": 512, "num_heads": 4}
+
+
+def gpt_setup(batch_size: int, lr: float, width: int) -> tuple[dict, list[str]]:
+    """The reference GPT (4 layers, 4 heads, block 64) at one batch size, learning rate and width."""
+    return ({"name": "bench_gpt", "dim": width, "depth": 4, "heads": 4},
+            [f"data.batch_size={batch_size}", f"optim.lr={lr:g}", "optim.weight_decay=0.1"])
+
+
+# Model -> (its model section, overrides of the shakespeare_mixer preset's data / optimizer settings).
+SETUPS = {
+    "gpt_baby": gpt_setup(12, 1e-3, 128),  # nanoGPT's CPU "baby" config, untuned
+    "causal_mixer": (CAUSAL_MIXER, []),
+    "causal_mixer_toeplitz": ({**CAUSAL_MIXER, "token_mixing": "toeplitz"}, []),
+    "gmlp": (GMLP, []),
+    "gmlp_toeplitz": ({**GMLP, "token_mixing": "toeplitz"}, []),
+    "bengio": ({"name": "bengio", "embedding_dim": 24, "hidden_dim": 512},
+               ["data.context_length=8", "data.batch_size=128"]),
+    "chat_mixer": ({"name": "chat_mixer", "embedding_dim": 64, "depth": 4, "tokens_mlp_dim": 64,
+                    "channels_mlp_dim": 256}, ["data.context_length=32", "data.batch_size=128"]),
+}
+MODELS = ["gpt_tuned", *SETUPS, *COUNT_MODELS]
+# The GPT search: stage 1 every (batch size, lr) at the first width, stage 2 the other widths at the best pair.
+GPT_GRID = {"batch_size": [12, 32, 64], "lr": [1e-3, 2e-3, 4e-3], "width": [128, 96, 192]}
+SMOKE_GPT_GRID = {"batch_size": [4, 8], "lr": [1e-3], "width": [32, 64]}
+
+
+def unavailable(model: dict) -> str:
+    """Why this allmlp cannot build a model section (arguments its factory lacks), or ""."""
+    accepted = model_kwargs(model["name"])
+    missing = [key for key in model if key != "name" and key not in accepted]
+    return f"model {model['name']} has no argument {', '.join(missing)} in this allmlp" if missing else ""
+
+
+def seconds_to(curve: list, threshold: float | None) -> float | None:
+    """Training seconds of the first curve point at or below `threshold` (None if none is)."""
+    if threshold is None:
+        return None
+    return next((seconds for seconds, loss in curve if loss <= threshold), None)
+
+
 def fit_count_model(order: int, run_dir: Path, extra: list[str]) -> dict:
     """Fit a Kneser-Ney model of `order` on the training split; val / test loss on the neural models' chars."""
     cfg = build_config("shakespeare_ngram", [f"model.order={order}", "train.progress=false",
                                              f"data.eval_targets={FINAL_EVAL_TARGETS}", *extra])
-    _, result = train(cfg, run_dir)  # counting happens when the experiment is built
+    exp, result = train(cfg, run_dir)  # counting happens when the experiment is built
     fit_seconds = result["build_seconds"]
+    cfg.data.eval_targets = CURVE_EVAL_TARGETS  # the curves' chars, for seconds_to_tuned_gpt_3min
+    curve_loss = exp.evaluate(exp.model)["val/loss"]
     return {"val_loss": round(result["val/loss"], 4), "test_loss": round(result["test/loss"], 4),
             "params": 0, "table_entries": cfg.model.args["num_grams"], "fit_seconds": round(fit_seconds, 1),
-            "val_bpc": round(result["val/loss"] / math.log(2), 4), "curve": [[round(fit_seconds, 1),
-                                                                              round(result["val/loss"], 4)]],
+            "val_bpc": round(result["val/loss"] / math.log(2), 4),
+            "curve": [[round(fit_seconds, 1), round(curve_loss, 4)]],
             "model": {"name": "ngram", "order": order}, "overrides": extra}
 
 
-def train_one(name: str, minutes: float, run_dir: Path, extra: list[str]) -> dict:
-    """Train one setup for `minutes`; final val loss, parameters, tokens/s and the (seconds, val loss) curve."""
-    model, overrides = SETUPS[name]
+def train_one(setup: tuple[dict, list[str]], minutes: float, run_dir: Path, extra: list[str],
+              eval_seconds: float) -> dict:
+    """Train one setup for `minutes`; final val / test loss, parameters, tokens/s and the val curve (training
+    seconds without the evaluations' time, val loss on CURVE_EVAL_TARGETS chars), evaluated every `eval_seconds`."""
+    model, overrides = setup
     overrides = [*overrides, f"train.max_minutes={minutes}", "train.max_steps=100000000",
-                 "train.progress=false", "train.checkpoint_interval=0", "data.eval_targets=4096", *extra]
+                 "train.progress=false", "train.checkpoint_interval=0", f"data.eval_targets={CURVE_EVAL_TARGETS}",
+                 *extra]
     cfg = build_config({**load_preset("shakespeare_mixer"), "model": model}, overrides)
-    curve, clock = [], {}
+    curve = []
+    # The first step's start, seconds spent in evaluations so far, steps so far and at the last evaluation.
+    clock = {"start": None, "evaluating": 0.0, "steps": 0, "evaluated_at": -1, "metrics": {}}
 
     def record_evaluations(exp):
-        cfg.train.eval_interval = max(20, int(minutes * 60 / 6 / seconds_per_step(exp)))
-        evaluate = clock["evaluate"] = exp.evaluate
+        cfg.train.eval_interval = max(1, round(eval_seconds / seconds_per_step(exp)))
+        evaluate, final_evaluate, loss_fn = exp.evaluate, exp.final_evaluate, exp.loss_fn
+        clock["final_evaluate"] = final_evaluate  # the reported loss below is measured with it
 
-        def evaluate_and_record(model):
-            metrics = evaluate(model)
-            curve.append([round(time.perf_counter() - clock["start"], 1), round(metrics["val/loss"], 4)])
+        def timed_loss(model, batch):
+            if clock["start"] is None:
+                clock["start"] = time.perf_counter()
+            clock["steps"] += 1
+            return loss_fn(model, batch)
+
+        def evaluate_and_record(model, final: bool = False):
+            if clock["steps"] == clock["evaluated_at"]:  # the engine's final evaluation right after a periodic one
+                return final_evaluate(model) if final else clock["metrics"]
+            begin = time.perf_counter()
+            metrics = (final_evaluate if final else evaluate)(model)  # during training val; at the end val and test
+            curve.append([round(begin - clock["start"] - clock["evaluating"], 1), round(metrics["val/loss"], 4)])
+            clock["evaluating"] += time.perf_counter() - begin
+            clock.update(evaluated_at=clock["steps"], metrics=metrics)
             return metrics
 
-        exp.evaluate = evaluate_and_record
-        clock["start"] = time.perf_counter()
+        exp.loss_fn, exp.evaluate = timed_loss, evaluate_and_record
+        exp.final_evaluate = lambda model: evaluate_and_record(model, final=True)
 
-    exp, result = train(cfg, run_dir, prepare=record_evaluations)
-    evaluate = clock["evaluate"]
+    exp, result = train(cfg, run_dir, prepare=record_evaluations)  # its last evaluation ends the curve
+    final_evaluate = clock["final_evaluate"]
     cfg.data.eval_targets = FINAL_EVAL_TARGETS  # the reported loss: more chars than the curve's, outside the budget
     with torch.no_grad():
-        final = evaluate(exp.model.eval())
+        final = final_evaluate(exp.model.eval())
     tokens = exp.samples_per_batch * result["step"]
     return {"val_loss": round(final["val/loss"], 4), "test_loss": round(final["test/loss"], 4),
             "params": count_parameters(exp.model), "tokens_per_second": round(tokens / result["train_seconds"]),
             "steps": result["step"], "train_seconds": round(result["train_seconds"], 1),
+            "eval_seconds": round(clock["evaluating"], 1), "eval_interval_steps": cfg.train.eval_interval,
             "val_bpc": round(final["val/loss"] / math.log(2), 4), "curve": curve, "model": model,
             "overrides": overrides}
 
 
-def plot(models: dict, path: Path, minutes: float) -> Path:
-    """Val loss against training seconds, one line per model (first seed); count models as dashed levels."""
+def search_gpt(args, data: list[str], runs: Path, minutes: float) -> dict:
+    """The two-stage grid of the GPT reference, each trial on the first seed for `minutes`, ranked by val loss."""
+    grid = SMOKE_GPT_GRID if args.smoke else GPT_GRID
+    seed, trials = args.seeds[0], []
+
+    def trial(batch_size: int, lr: float, width: int, stage: int) -> dict:
+        name = f"gpt_b{batch_size}_lr{lr:g}_w{width}"
+        print(f"== search {name}: {minutes:g} min, seed {seed}", flush=True)
+        entry = train_one(gpt_setup(batch_size, lr, width), minutes, runs / f"shakespeare_search_{name}",
+                          [*data, *args.set, f"train.seed={seed}", *smoke_steps(args)], args.eval_seconds)
+        record = {"batch_size": batch_size, "lr": lr, "width": width, "stage": stage,
+                  **{k: entry[k] for k in ("val_loss", "params", "steps", "tokens_per_second")}}
+        print(json.dumps(record), flush=True)
+        trials.append(record)
+        return record
+
+    for batch_size, lr in product(grid["batch_size"], grid["lr"]):
+        trial(batch_size, lr, grid["width"][0], stage=1)
+    best = min(trials, key=lambda r: r["val_loss"])
+    for width in grid["width"][1:]:
+        trial(best["batch_size"], best["lr"], width, stage=2)
+    best = min(trials, key=lambda r: r["val_loss"])
+    return {"grid": grid, "minutes": minutes, "seed": seed, "trials": trials,
+            "best": {k: best[k] for k in ("batch_size", "lr", "width", "val_loss")},
+            "method": "stage 1: every batch_size x lr at the first width; stage 2: the other widths at the best "
+                      "(batch_size, lr); each trial trained for the search budget on the first seed and ranked by "
+                      f"val loss over {FINAL_EVAL_TARGETS:,} val chars (the test split is never looked at); the "
+                      "winner is trained again like every model"}
+
+
+def smoke_steps(args) -> list[str]:
+    """--smoke: three steps per training."""
+    return ["train.max_steps=3", "data.eval_batch_size=256"] if args.smoke else []
+
+
+def run_budget(name: str, setup, args, data: list[str], runs: Path, minutes: float) -> dict:
+    """One model for one budget over the seeds, with mean and spread."""
+    per_seed = {}
+    for seed in args.seeds:
+        suffix = ("" if len(args.seeds) == 1 else f"_seed{seed}") + f"_{minutes:g}min"
+        per_seed[str(seed)] = train_one(setup, minutes, runs / f"shakespeare_{name}{suffix}",
+                                        [*data, *args.set, f"train.seed={seed}", *smoke_steps(args)],
+                                        args.eval_seconds)
+        print(json.dumps({name: {k: v for k, v in per_seed[str(seed)].items() if k != "curve"}, "seed": seed,
+                          "minutes": minutes}), flush=True)
+    return summarise(per_seed, deterministic=False)
+
+
+def summarise(per_seed: dict, deterministic: bool) -> dict:
+    """Mean and spread over seeds of the final losses; the first seed's curve for the figure."""
+    first = next(iter(per_seed.values()))
+    return {"val_loss": spread([r["val_loss"] for r in per_seed.values()]),
+            "test_loss": spread([r["test_loss"] for r in per_seed.values()]),
+            "curve_final_val_loss": spread([r["curve"][-1][1] for r in per_seed.values()]),
+            "params": first["params"], "deterministic": deterministic, "curve": first["curve"],
+            "runs": per_seed}
+
+
+def add_seconds_to(models: dict, threshold: float | None, budgets: list[float]) -> None:
+    """Per budget and model: seconds to the tuned GPT's 3-minute val loss per seed; per model: the fastest budget."""
+    for entry in models.values():
+        if "skipped" in entry:
+            continue
+        best = None
+        for minutes in budgets:
+            at_budget = entry.get(f"{minutes:g}")
+            if at_budget is None:  # not trained yet (a results file written mid-run)
+                continue
+            values = [seconds_to(run["curve"], threshold) for run in at_budget["runs"].values()]
+            reached = None not in values and values
+            at_budget["seconds_to_tuned_gpt_3min"] = spread(values) if reached else {"values": values, "mean": None}
+            if reached and (best is None or spread(values)["mean"] < best["mean"]):
+                best = {**spread(values), "budget_minutes": minutes}
+        entry["seconds_to_tuned_gpt_3min"] = best
+
+
+def plot(models: dict, path: Path, minutes: float, threshold: float | None) -> Path:
+    """Val loss against training seconds at one budget, one line per model (first seed); count models dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    key = f"{minutes:g}"
     for name, entry in models.items():
-        if entry["deterministic"]:  # a count model: fitted in seconds, one level
-            ax.axhline(entry["val_loss"]["mean"], linestyle="--", lw=1, color="gray", label=f"{name} (counts)")
+        if key not in entry:
             continue
-        seconds, losses = zip(*entry["curve"])
-        ax.plot(seconds, losses, "o-", markersize=3, label=f"{name} ({entry['params'] / 1e3:.0f}k)")
+        at_budget = entry[key]
+        if at_budget["deterministic"]:  # a count model: fitted in seconds, one level
+            ax.axhline(at_budget["curve"][0][1], linestyle="--", lw=1, color="gray", label=f"{name} (counts)")
+            continue
+        seconds, losses = zip(*at_budget["curve"])
+        ax.plot(seconds, losses, "o-", markersize=2, label=f"{name} ({at_budget['params'] / 1e3:.0f}k)")
+    if threshold is not None:
+        ax.axhline(threshold, linestyle=":", lw=1, color="black", label="tuned GPT at 3 min")
     ax.set_xlabel("training seconds")
-    ax.set_ylabel("val loss (nats per char)")
+    ax.set_ylabel(f"val loss (nats per char, {CURVE_EVAL_TARGETS:,} chars)")
     ax.set_ylim(top=min(3.5, ax.get_ylim()[1]))
-    return save_line_plot(fig, ax, path, f"Shakespeare, {minutes:g} min of CPU training each")
-
-
-def run_model(name: str, args, data: list[str], runs: Path) -> dict:
-    """One model over the seeds (a count model once: it is deterministic), with mean and spread."""
-    smoke = ["train.max_steps=3", "data.eval_batch_size=256"] if args.smoke else []
-    per_seed = {}
-    if name in COUNT_MODELS:
-        per_seed[str(args.seeds[0])] = fit_count_model(COUNT_MODELS[name], runs / f"shakespeare_{name}",
-                                                       [*data, *args.set, *smoke])
-    for seed in [] if name in COUNT_MODELS else args.seeds:
-        suffix = "" if len(args.seeds) == 1 else f"_seed{seed}"
-        per_seed[str(seed)] = train_one(name, args.minutes, runs / f"shakespeare_{name}{suffix}",
-                                        [*data, *args.set, f"train.seed={seed}", *smoke])
-    for seed, entry in per_seed.items():
-        print(json.dumps({name: {k: v for k, v in entry.items() if k != "curve"}, "seed": seed}), flush=True)
-    first = next(iter(per_seed.values()))
-    return {"val_loss": spread([r["val_loss"] for r in per_seed.values()]),
-            "test_loss": spread([r["test_loss"] for r in per_seed.values()]),
-            "params": first["params"], "deterministic": name in COUNT_MODELS, "curve": first["curve"],
-            "runs": {seed: {k: v for k, v in r.items() if k != "curve"} for seed, r in per_seed.items()}}
+    return save_line_plot(fig, ax, path, f"Shakespeare, {minutes:g} min of CPU training each", legend_fontsize=7)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=5.0, help="training budget per model and seed (default 5)")
-    parser.add_argument("--models", nargs="+", default=[*COUNT_MODELS, *SETUPS], choices=[*COUNT_MODELS, *SETUPS])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[3.0, 10.0],
+                        help="training budgets per model and seed (default 3 10)")
+    parser.add_argument("--only", nargs="+", choices=MODELS, help="run only these models")
+    parser.add_argument("--skip", nargs="+", default=[], choices=MODELS, help="leave these models out")
+    parser.add_argument("--eval-seconds", type=float, default=10.0,
+                        help="training seconds between two evaluations of the val curve (default 10)")
+    parser.add_argument("--gpt-setting", nargs=3, metavar=("BATCH", "LR", "WIDTH"),
+                        help="use this tuned-GPT setting instead of searching (recorded as given)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every model")
     add_common_arguments(parser, "shakespeare", seeds=True)
     args = parser.parse_args()
-    data = []
+    data, names = [], [m for m in (args.only or MODELS) if m not in args.skip]
     if args.smoke:
-        args.minutes, args.models = 0.02, ["ngram3", "bengio"]
+        args.minutes, args.eval_seconds = [0.5, 1.0], 0.001  # three steps each: the budgets are never reached
+        names = [m for m in ("gpt_tuned", "gpt_baby", "causal_mixer_toeplitz", "bengio", "ngram3")
+                 if m in names]
         data = ["data.name=text", f"data.path={smoke_text(smoke_folder('shakespeare'))}"]
-    runs = runs_folder(args, "shakespeare")
-    models = {}
-    for name in args.models:
-        print(f"== {name}: {args.minutes:g} min, seeds {args.seeds}", flush=True)
-        models[name] = run_model(name, args, data, runs)
-    out_path = output_path(args, "shakespeare")
+    runs, out_path = runs_folder(args, "shakespeare"), output_path(args, "shakespeare")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    png = plot(models, out_path.with_suffix(".png"), args.minutes)
-    write_results(out_path, args, args.seeds, {
-        "budget_seconds": args.minutes * 60, "models": models, "plot": png.name,  # next to the JSON
-        "protocol": f"val / test loss over {FINAL_EVAL_TARGETS:,} chars of each split (evenly spread), measured "
-                    "after training; equal wall-clock budgets, so steps depend on the machine and its load "
-                    "(tokens_per_second shows what each model got); count models are fitted, not trained"})
+    reference = min(args.minutes, key=lambda m: abs(m - 3))  # the budget whose tuned-GPT loss is the target
+    results: dict = {"budgets_minutes": args.minutes, "eval_every_training_seconds": args.eval_seconds,
+                     "models": {}, "gpt_search": None, "tuned_gpt_3min_val_loss": None}
+    setups = dict(SETUPS)
+    if "gpt_tuned" in names:
+        if args.gpt_setting:
+            batch_size, lr, width = int(args.gpt_setting[0]), float(args.gpt_setting[1]), int(args.gpt_setting[2])
+            results["gpt_search"] = {"given": {"batch_size": batch_size, "lr": lr, "width": width}}
+        else:
+            results["gpt_search"] = search_gpt(args, data, runs, reference)
+            best = results["gpt_search"]["best"]
+            batch_size, lr, width = best["batch_size"], best["lr"], best["width"]
+        setups["gpt_tuned"] = gpt_setup(batch_size, lr, width)
+
+    def save(complete: bool) -> None:
+        threshold = results["tuned_gpt_3min_val_loss"]
+        add_seconds_to(results["models"], threshold, args.minutes)
+        plots = {f"{m:g}": plot(results["models"], out_path.with_name(f"{out_path.stem}_{m:g}min.png"), m,
+                                threshold).name for m in args.minutes}  # next to the JSON
+        write_results(out_path, args, args.seeds, {**results, "plots": plots, "complete": complete, "protocol": (
+            f"val / test loss over {FINAL_EVAL_TARGETS:,} chars of each split (evenly spread), measured after "
+            f"training; curves: val loss over {CURVE_EVAL_TARGETS:,} chars against training seconds (evaluation "
+            "time excluded); equal wall-clock budgets, so steps depend on the machine and its load "
+            "(tokens_per_second shows what each model got); count models are fitted, not trained; "
+            f"tuned_gpt_3min_val_loss: gpt_tuned's last curve value at {reference:g} min, mean over seeds")})
+
+    for name in names:
+        if name in COUNT_MODELS:
+            print(f"== {name}: fitting counts", flush=True)
+            fitted = fit_count_model(COUNT_MODELS[name], runs / f"shakespeare_{name}",
+                                     [*data, *args.set, *smoke_steps(args)])
+            print(json.dumps({name: {k: v for k, v in fitted.items() if k != "curve"}}), flush=True)
+            entry = summarise({str(args.seeds[0]): fitted}, deterministic=True)  # fitted once, shown at every budget
+            results["models"][name] = {f"{m:g}": entry for m in args.minutes}
+            save(complete=False)
+            continue
+        reason = unavailable(setups[name][0])
+        if reason:
+            print(f"== {name}: skipped ({reason})", flush=True)
+            results["models"][name] = {"skipped": reason}
+            continue
+        results["models"][name] = {}
+        for minutes in args.minutes:
+            print(f"== {name}: {minutes:g} min, seeds {args.seeds}", flush=True)
+            results["models"][name][f"{minutes:g}"] = run_budget(name, setups[name], args, data, runs, minutes)
+            if name == "gpt_tuned" and minutes == reference:
+                results["tuned_gpt_3min_val_loss"] = results["models"][name][f"{minutes:g}"][
+                    "curve_final_val_loss"]["mean"]
+            save(complete=False)
+    save(complete=True)
 
 
 if __name__ == "__main__":

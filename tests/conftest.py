@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny data sets the tests write themselves, and one CPU thread per test process."""
+"""Shared fixtures: tiny data sets the tests write themselves, and one CPU thread per test process (and run)."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"  # the engine's thread rule (train.threads=0) honours it, as do subprocesses
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:

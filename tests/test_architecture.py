@@ -17,10 +17,10 @@ from allmlp.models.protocol import hook, is_language_model
 SOURCE = Path(__file__).parents[1] / "src" / "allmlp"
 # Bottom to top (DESIGN.md): a module may import from its own layer and the layers below it.
 LAYERS = [
-    ("config", "compat", "files", "data"),
+    ("config", "compat", "files", "machine", "data"),
     ("models",),
-    ("configure", "experiment", "optim", "engine", "rundir", "checkpoint", "tasks"),
-    ("generate", "automaton", "viz", "report", "sweep", "export", "pretrained", "api"),
+    ("configure", "experiment", "optim", "precision", "ema", "engine", "rundir", "checkpoint", "tasks"),
+    ("generate", "automaton", "viz", "report", "sweep", "export", "pretrained", "api", "embed", "serve"),
     ("cli", "__main__"),
 ]
 

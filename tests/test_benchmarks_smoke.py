@@ -21,14 +21,19 @@ from common import MACHINE_KEYS, REQUIRED_KEYS  # noqa: E402  (benchmarks/ is no
 
 SMOKED = {  # script -> extra arguments and keys its results must hold
     "names.py": (["--seeds", "0", "1"], ("models", "names", "makemore_reference")),
-    "shakespeare.py": (["--seeds", "0"], ("models", "plot")),
+    "shakespeare.py": (["--seeds", "0"], ("models", "plots", "gpt_search", "tuned_gpt_3min_val_loss")),
     "ngram.py": ([], ("names", "shakespeare", "names_list")),
-    "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound")),
+    "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound", "seed_lines")),
     "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
-    "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view")),
+    "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view", "table", "best_on_val")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
-    "ddp.py": ([], ("samples_per_sec", "bf16_vs_fp32")),
+    "ddp.py": ([], ("samples_per_sec", "threads_per_process", "bf16_vs_fp32")),
+    "precision.py": ([], ("families", "probe_seconds", "equal_time", "auto_within_5_percent_of_best")),
     "engine_overhead.py": ([], ("ratio", "checkpoint")),
+    "generate.py": ([], ("contexts", "chars")),
+    "context.py": ([], ("contexts", "budget_seconds")),
+    "bigdata.py": ([], ("corpus_bytes", "peak_rss_mb", "tokens_per_s", "prepare_seconds")),
+    "serve.py": ([], ("generate_chars_per_s", "web_overhead_ratio", "clients", "server_rss_mb")),
 }
 TIMEOUT_SECONDS = 600  # a crowded 2-core machine can be ten times slower than an idle one
 
@@ -89,3 +94,70 @@ def test_highorder_smoke_checks_the_bound_against_the_fastest_linear(smoke_resul
     piecewise = min(hidden[key]["piecewise"] for key in hidden if key.startswith("seconds_"))
     assert hidden["layer_time_ratio_vs_fastest_linear"] == pytest.approx(piecewise / fastest, abs=0.01)
     assert results["bound"].startswith("met" if piecewise / fastest <= 4 else "missed")
+
+
+def test_generate_smoke_times_every_path_and_its_cost_by_position(smoke_results):
+    contexts = smoke_results["generate.py"][2]["contexts"]
+    assert sorted(contexts) == ["16", "8"]
+    for entry in contexts.values():
+        assert all(entry[key] > 0 for key in ("full_chars_per_s", "incremental_chars_per_s", "gpt_chars_per_s"))
+        toeplitz = entry["models"]["causal_mixer_toeplitz"]
+        assert entry["incremental_chars_per_s"] == toeplitz["incremental"]["chars_per_s"]
+        assert {"incremental", "full", "window"} <= set(toeplitz) and "window" in entry["models"]["gpt"]
+        assert toeplitz["incremental"]["chars"] == 40 and len(toeplitz["incremental"]["cost_ms_by_position"]) == 8
+
+
+def test_context_smoke_trains_every_variant_at_every_length(smoke_results):
+    contexts = smoke_results["context.py"][2]["contexts"]
+    assert sorted(contexts) == ["16", "64"]
+    for entry in contexts.values():
+        assert set(entry) == {"causal_mixer_full", "causal_mixer_toeplitz_direct", "causal_mixer_toeplitz_fft", "gpt"}
+        assert all(model["tokens_per_second"] > 0 and model["val_loss"] > 0 for model in entry.values())
+    assert "model.toeplitz_method=fft" in contexts["64"]["causal_mixer_toeplitz_fft"]["overrides"]
+
+
+def test_bigdata_smoke_compares_a_big_and_a_small_corpus(smoke_results):
+    results = smoke_results["bigdata.py"][2]
+    assert results["corpus_bytes"]["big"] >= 2 * 2**20 > 0.1 * 2**20 + 200 > results["corpus_bytes"]["small"]
+    assert all(results[key].keys() == {"big", "small"} for key in ("peak_rss_mb", "tokens_per_s"))
+    rss = results["peak_rss_mb"]
+    assert results["rss_difference_mb"] == pytest.approx(rss["big"] - rss["small"], abs=0.11)
+    assert all(value > 0 for value in [*results["peak_rss_mb"].values(), *results["tokens_per_s"].values()])
+
+
+def test_shakespeare_smoke_tunes_the_gpt_and_times_every_model_to_its_loss(smoke_results):
+    results = smoke_results["shakespeare.py"][2]
+    search = results["gpt_search"]
+    assert [t["stage"] for t in search["trials"]] == [1, 1, 2]  # 2 batch sizes x 1 lr, then the other width
+    assert search["best"]["val_loss"] == min(t["val_loss"] for t in search["trials"])
+    models = results["models"]
+    assert results["budgets_minutes"] == [0.5, 1.0] and sorted(results["plots"]) == ["0.5", "1"]
+    assert models["gpt_tuned"]["1"]["curve_final_val_loss"]["mean"] == results["tuned_gpt_3min_val_loss"]
+    assert models["gpt_tuned"]["seconds_to_tuned_gpt_3min"] is not None  # it reaches its own final loss
+    for name in ("gpt_tuned", "gpt_baby", "bengio", "ngram3"):
+        assert all("seconds_to_tuned_gpt_3min" in models[name][budget] for budget in ("0.5", "1"))
+    toeplitz = models["causal_mixer_toeplitz"]
+    assert "skipped" in toeplitz or toeplitz["1"]["runs"]["0"]["model"]["token_mixing"] == "toeplitz"
+
+
+def test_highorder_smoke_seed_lines_count_the_bounds_from_their_rows(smoke_results):
+    from allmlp.models.highorder.seed_lines import SEED_LINES
+
+    table = smoke_results["highorder.py"][2]["seed_lines"]
+    rows = list(table["lines"].values())
+    assert [name for name in table["lines"]] == [line.name for line in SEED_LINES]
+    assert table["summary"]["lines"] == len(rows)
+    assert table["summary"]["both_bounds"] == sum(r["first_step_loss"] <= 2 * r["ln_vocab"] + 1e-3
+                                                  and r["val_loss"] < r["unigram_entropy"] for r in rows)
+    assert table["summary"]["below_prior"] == sum(r["val_loss"] < r["prior_val_loss"] for r in rows)
+
+
+def test_precision_smoke_has_every_family_field_and_equal_time_pair(smoke_results):
+    results = smoke_results["precision.py"][2]
+    assert sorted(results["families"]) == ["bengio", "mixer_tiny_28"] == sorted(results["probe_seconds"])
+    for name, family in results["families"].items():
+        assert family["fp32"] > 0 and family["bf16"] > 0 and family["auto"] in ("32-true", "bf16-mixed"), name
+        assert abs(family["ratio"] - family["bf16"] / family["fp32"]) < 1e-2 and 0 < family["auto_vs_best"] <= 1
+    assert sorted(results["equal_time"]) == ["causal_mixer_shakespeare", "fashion_mnist_mixer"]
+    for name, pair in results["equal_time"].items():
+        assert pair["fp32_val"] > 0 and pair["auto_val"] > 0 and pair["auto_precision"], name

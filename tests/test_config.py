@@ -124,7 +124,7 @@ def test_empty_sections_and_a_model_given_by_name_only(tmp_path):
     ("train.num_nodes=0", r"train.num_nodes=0: must be >= 1"),
     ("train.threads=-1", r"train.threads=-1: must be >= 0"),
     ("train.seed=-3", r"train.seed=-3: must be in \[0, 2\*\*32\)"),
-    ("train.precision=bf15", r"train.precision='bf15': must be one of 32-true, 32, bf16-mixed"),
+    ("train.precision=bf15", r"train.precision='bf15': must be one of auto, 32-true, 32, bf16-mixed"),
     ("train.strategy=dpp", r"train.strategy='dpp': must be one of auto, ddp"),
     ("train.accelerator=gpus", r"train.accelerator='gpus': must be one of auto, cpu"),
     ("data.batch_size=0", r"data.batch_size=0: must be >= 1"),

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from allmlp.cli import main
 from allmlp.config import ConfigError
-from allmlp.configure import build_config
+from allmlp.configure import build_config, load_config
 from allmlp.engine import fit, run
 
 TINY = ["data.batch_size=64", "train.max_steps=6", "train.eval_interval=3", "train.checkpoint_interval=0",
@@ -37,7 +37,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_fashion
     assert len(list(ddp_run.glob("events.out.tfevents.*"))) == 1
     records = [json.loads(line) for line in (ddp_run / "metrics.jsonl").read_text().splitlines()]
     keys = [(r["step"], r["split"]) for r in records]
-    assert len(keys) == len(set(keys)) and ((3, "test") in keys and (6, "train") in keys)
+    assert len(keys) == len(set(keys)) and {(3, "val"), (6, "train"), (6, "test")} <= set(keys)
+    setup, = [r for r in records if r["split"] == "setup"]
+    assert setup["threads"] == 1 and setup["processes"] == 2  # OMP_NUM_THREADS=1 above, in each process
+    assert load_config(ddp_run / "config.yaml").train.precision_chosen == "32-true"  # rank 0 chose for both
     assert sorted(p.name for p in ddp_run.iterdir() if not p.name.startswith("events")) == [
         "config.yaml", "metrics.jsonl", "model.safetensors", "trainer_state.safetensors"]
 

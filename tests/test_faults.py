@@ -66,8 +66,10 @@ def test_second_training_on_a_busy_folder_fails_at_once(data, tmp_path):
     assert len(lines) == 1 and str(run_dir) in lines[0] and f"process {first.pid}" in lines[0], lines
     first.signal(signal.SIGINT)
     assert first.wait(300) == 130
-    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(5, steps[-1] + 1, 5)), "the second training wrote into the first one's folder"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["split"] == "train"]
+    assert steps == list(range(5, 5 * len(steps) + 1, 5)), "the second training wrote into the first one's folder"
+    assert [r["split"] for r in records].count("setup") == 1  # one run's setup record (threads, precision)
 
 
 def test_two_trainings_of_one_preset_take_two_folders(data, tmp_path):

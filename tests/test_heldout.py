@@ -17,7 +17,7 @@ from allmlp.data.batches import TensorBatches
 from allmlp.data.text import CharTokenizer, TextBatches
 from allmlp.engine import Experiment, lr_factor, run
 from allmlp.models import create_model, list_models
-from allmlp.tasks import language
+from allmlp.tasks import build_experiment, language
 
 QUIET = {"progress": False, "checkpoint_interval": 0, "log_interval": 1000}
 
@@ -50,10 +50,35 @@ def test_val_and_test_losses_come_from_the_held_out_text(trained_on_one_generato
     assert train_stream < 0.1  # the model learned the training cycle
     # Every held-out transition is one the training text never shows: an honest model is worse than uniform there,
     # while a val / test loss measured on the training stream would be as low as `train_stream`.
-    during_training = exp.evaluate(exp.model)
+    end_of_run = exp.final_evaluate(exp.model)
     after_training = language.evaluate_run(exp.model, cfg, None)
-    for metrics in (during_training, after_training):
+    for metrics in (end_of_run, after_training):
         assert metrics["val/loss"] > math.log(4) and metrics["test/loss"] > math.log(4)
+
+
+def test_training_evaluates_val_only_and_test_once_at_the_end(tmp_path):
+    path = tmp_path / "two_generators.txt"
+    two_generator_corpus(path, cycles=100)
+    cfg = build_config({"model": {"name": "bengio", "embedding_dim": 4, "hidden_dim": 8},
+                        "data": {"name": "text", "path": str(path), "context_length": 3, "batch_size": 8,
+                                 "train_fraction": 0.8, "val_fraction": 0.1, "eval_targets": 0},
+                        "optim": {"schedule": "plateau", "patience": 0},
+                        "train": {"max_steps": 6, "eval_interval": 2, **QUIET}})
+    built = []
+    result = run(cfg, tmp_path / "run", prepare=lambda exp, *_: built.append(exp))
+    exp = built[0]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "val"] == [2, 4, 6]
+    assert [r["step"] for r in records if r["split"] == "test"] == [6]  # settings were chosen before it was seen
+    assert sorted(exp.evaluate(exp.model)) == ["val/bpc", "val/loss", "val/ppl"]
+    assert result["test/loss"] == pytest.approx(exp.final_evaluate(exp.model)["test/loss"], abs=1e-6)
+
+
+def test_image_training_evaluates_val_only_and_test_once_at_the_end(tiny_fashion):
+    cfg = build_config("fashion_mixer", [f"data.path={tiny_fashion}", "data.val_size=100"])
+    exp = build_experiment(cfg)
+    assert sorted(exp.evaluate(exp.model)) == ["val/acc", "val/loss"]
+    assert sorted(exp.final_evaluate(exp.model)) == ["test/acc", "test/loss", "val/acc", "val/loss"]
 
 
 @pytest.mark.parametrize("name", list_models("text") + list_models("ngram"))

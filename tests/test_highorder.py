@@ -277,3 +277,44 @@ def test_layer_norm_before_a_piecewise_layer_starts_inside_its_range():
     model = create_model("ho_small", vocab_size=30, hidden_width=256)
     hidden = model.hidden[0](model.input_layer(model.scalars(torch.randint(0, 30, (512, 16)))))  # (512, 256)
     assert (hidden.abs() <= 1).float().mean() > 0.99  # gain 1 left ~32% outside [-1, 1]
+
+
+
+@pytest.mark.parametrize("seed_name", NETWORK_NAMES)
+def test_start_at_unigram_shifts_every_seed_network_logits_by_the_prior(seed_name):
+    if seed_name == "mamba":
+        pytest.importorskip("mambapy")
+    torch.manual_seed(0)
+    model = create_model(f"ho_{seed_name}", vocab_size=12, hidden_width=16).eval()
+    x = torch.randint(0, 12, (64, model.context_length))
+    log_prior = torch.log_softmax(torch.randn(12), 0)
+    with torch.no_grad():
+        before = model(x)
+        model.start_at_unigram(log_prior, weight_scale=0.1)
+        after = model(x)
+    # a piecewise head gets the prior through its weights (the active segment's basis sums to 1), a Linear through
+    # its bias: either way exactly 0.1 x the old logits + the prior, for every input
+    assert torch.allclose(after, 0.1 * before + log_prior, atol=1e-5)
+
+
+def test_language_task_starts_a_high_order_net_at_the_unigram_entropy_not_uniform_guessing(tmp_path):
+    from allmlp.tasks import language
+
+    path = tmp_path / "skewed.txt"
+    path.write_text(("a" * 30 + "bc" * 5 + "d\n") * 40)  # 5 chars, entropy ~0.93 nats, ln 5 = 1.61
+    cfg = build_config("book_highorder", ["data.name=text", f"data.path={path}", "data.max_chars=0",
+                                          "net=small", "net.hidden.width=32"])
+    exp = language.build(cfg)
+    counts = torch.bincount(exp.train_batches.tokens).double()
+    entropy = float(-(counts / counts.sum() * (counts / counts.sum()).log()).sum())
+    start = language.stream_loss(exp.model.eval(), exp.train_batches)  # every window of the training text
+    assert entropy < 1.0 and abs(start - entropy) < 0.05
+
+
+def test_uniform_initialization_has_the_seed_librarys_magnitude_and_is_the_default():
+    torch.manual_seed(0)
+    layer = PiecewisePolynomial(50, 40, n=3, segments=2)
+    bound = 1 / 50
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.95 * bound
+    assert float(layer.weight.std()) == pytest.approx(bound / 3 ** 0.5, rel=0.05)  # U(-b, b): std b / sqrt(3)
+    assert create_model("ho_small", vocab_size=12).hidden[1].weight.abs().max() <= 1 / 64

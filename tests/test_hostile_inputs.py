@@ -270,7 +270,7 @@ CASES = [
     # text corpus and weights files
     pytest.param(text_corpus(b"anna\nbob\n\xe9mile\n"), r"corpus.txt is not UTF-8 text \(byte 9: invalid "
                  r"continuation byte\)", id="corpus-not-utf8"),
-    pytest.param(text_corpus(None), r"corpus.txt is a folder: a text corpus is one UTF-8 file", id="corpus-folder"),
+    pytest.param(text_corpus(None), r"corpus.txt is a folder without \*.txt files", id="corpus-folder"),
     pytest.param(weights_damaged("w.npz"), r"w.npz: not a readable .npz archive \(File is not a zip file\)",
                  id="npz-truncated"),
     pytest.param(weights_damaged("w.pth"), r"w.pth: not a readable torch state dict", id="pth-truncated"),

@@ -135,7 +135,7 @@ def test_patch_size_and_non_square_grid_errors(tmp_path):
     with pytest.raises(PretrainedError, match="unknown weights format '.h5'"):
         (tmp_path / "w.h5").write_bytes(b"x")
         read_weights(tmp_path / "w.h5")
-    with pytest.raises(PretrainedError, match="need a mixer_\\* model"):
+    with pytest.raises(PretrainedError, match=r"need a mixer_\*, resmlp_\* or gmlp_\* model, not CifarResNet"):
         load_pretrained(create_model("resnet20"), read_weights(tmp_path / "p4.npz"))
 
 

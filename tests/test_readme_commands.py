@@ -8,6 +8,7 @@ scripts run with `--help`. What cannot run here is listed with the reason, never
 from __future__ import annotations
 
 import io
+import os
 import re
 import shlex
 import shutil
@@ -129,6 +130,7 @@ def test_the_readme_has_commands():
 def test_every_documented_command_runs(sandbox, monkeypatch, capsys):
     """All commands in order in one sandbox; a failure names the command and its error."""
     monkeypatch.chdir(sandbox)
+    monkeypatch.setenv("ALLMLP_CACHE", str(sandbox / "cache"))  # `allmlp data prepare` writes into the cache
     skipped, failures = [], []
     for source, line in ALL:
         reason = next((why for pattern, why in NOT_HERE.items() if re.search(pattern, line)), None)
@@ -147,6 +149,11 @@ def test_every_documented_command_runs(sandbox, monkeypatch, capsys):
         if words[1] == "report":
             make_placeholder_runs(words, sandbox)
             words = _expand_globs(words, sandbox)
+        if words[1] == "serve":  # a server runs until stopped: started, asked for its runs, stopped with Ctrl-C
+            failure = serve_briefly(words, sandbox)
+            if failure:
+                failures.append(f"{line}: {failure}")
+            continue
         if "train.devices=2" in words:  # DDP re-executes the command line: a process of its own
             done = subprocess.run([sys.executable, "-m", "allmlp", *words[1:]], cwd=sandbox, capture_output=True,
                                   text=True, timeout=300)
@@ -174,3 +181,30 @@ def _expand_globs(words: list[str], root: Path) -> list[str]:
         matches = sorted(str(p.relative_to(root)) for p in root.glob(word)) if "*" in word else []
         out.extend(matches or [word])
     return out
+
+
+def serve_briefly(words: list[str], root: Path) -> str | None:
+    """Run `allmlp serve ...` on a free port of 127.0.0.1 until it answers GET /api/runs; what went wrong, or None."""
+    import signal
+
+    import httpx
+
+    words = [w for i, w in enumerate(words) if w not in ("--port", "--host") and words[i - 1] not in ("--port",
+                                                                                                     "--host")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "allmlp", *words[1:], "--port", "0", "--host", "127.0.0.1"],
+                               cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        if " at http://" not in line:
+            process.kill()
+            return f"did not start: {line}{process.stderr.read()[-300:]}"
+        runs = httpx.get(line.split(" at ")[1].split()[0] + "api/runs", timeout=60)
+        return None if runs.status_code == 200 and runs.json()["runs"] else f"GET /api/runs: {runs.text[:300]}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

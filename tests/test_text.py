@@ -47,8 +47,9 @@ def test_bad_files_are_one_line_errors(tmp_path):
         load_text_splits(text_cfg(latin).data)
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         read_text_file(tmp_path / "missing.txt")
-    with pytest.raises(IsADirectoryError, match=rf"{tmp_path} is a folder: a text corpus is one UTF-8 file"):
-        read_text_file(tmp_path)
+    (tmp_path / "books").mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path / 'books'} is a folder without \*.txt files"):
+        read_text_file(tmp_path / "books")
     with pytest.raises(ValueError, match="not a text corpus"):
         load_text_splits(build_config({"data": {"name": "fashion_mnist"}}).data)
 
@@ -116,7 +117,7 @@ def test_language_task_reports_bits_per_char(tmp_path):
     exp = language.build(cfg)
     assert cfg.model.args["vocab_size"] == 4 and exp.model.context_length == 8
     assert exp.samples_per_batch == 32
-    metrics = exp.evaluate(exp.model)
+    metrics = exp.final_evaluate(exp.model)
     assert metrics["val/bpc"] == pytest.approx(metrics["val/loss"] / math.log(2))
     assert metrics["test/ppl"] == pytest.approx(math.exp(metrics["test/loss"]))
     assert abs(metrics["val/loss"] - math.log(4)) < 0.5  # an untrained model is near uniform

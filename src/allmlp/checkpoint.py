@@ -23,6 +23,7 @@ from .files import atomic_write_bytes, replace_durably, temporary_path
 from .models.protocol import hook, unwrap
 
 WEIGHTS = "model.safetensors"
+EMA_WEIGHTS = "model_ema.safetensors"  # the moving average of the weights, when train.ema_decay > 0
 CONFIG = "config.yaml"
 TOKENIZER = "tokenizer.json"
 TRAINER_STATE = "trainer_state.safetensors"
@@ -183,14 +184,14 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 
 def load_tokenizer(run_dir: Path, cfg: Config):
-    """The run's CharTokenizer, checked against the model's vocabulary size; None for runs without one."""
-    from .data.text import CharTokenizer
+    """The run's tokenizer (char or bytes), checked against the model's vocabulary size; None for runs without one."""
+    from .data.text import tokenizer_from_dict
 
     path = run_dir / TOKENIZER
     if not path.is_file():
         return None
     try:
-        tokenizer = CharTokenizer.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        tokenizer = tokenizer_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path}: corrupt tokenizer ({err.__class__.__name__})") from None
     vocab = cfg.model.args.get("vocab_size")

@@ -39,11 +39,18 @@ class DataConfig:
     hflip: bool = True
     eval_hflip: bool = False  # images: evaluate on the mean logits of each image and its mirror image
     val_size: int = 0  # images: hold this many training images out for validation
+    img_size: int = 0  # images: resize every batch (train and eval) to this side, bilinear, e.g. 72; 0 keeps it
+    mixup_alpha: float = 0.0  # images: mixup with lambda ~ Beta(alpha, alpha); 0 disables (labels become soft)
+    cutmix_alpha: float = 0.0  # images: cutmix likewise; with mixup too, each mixed image uses one of the two
+    mix_prob: float = 1.0  # images: share of training images mixed when mixup or cutmix is on
+    random_erasing: float = 0.0  # images: probability of erasing a random box of each training image with noise
     # text corpora
     context_length: int = 0  # text: chars a model sees; 0 keeps the model's own default (model.context_length)
     train_fraction: float = 0.9
     val_fraction: float = 0.05
     unknown_chars: str = "error"  # "error" or "drop" characters the tokenizer never saw
+    tokenizer: str = "char"  # text: "char" (the training split's chars) or "bytes" (UTF-8, vocabulary 256)
+    prepared: bool = False  # text: read token files made by `allmlp data prepare` (memory-mapped) instead of the text
     val_lines: int = 0  # line data sets: hold this many shuffled lines out for val (with test_lines: overrides fractions)
     test_lines: int = 0  # line data sets: ... and this many for test (makemore: 1000)
     eval_targets: int = 65536  # text: predicted chars evaluated per split during training (0 = all)
@@ -83,7 +90,9 @@ class TrainConfig:
     devices: int = 1
     strategy: str = "auto"  # auto, ddp
     num_nodes: int = 1
-    precision: str = "32-true"  # 32-true, bf16-mixed, 16-mixed (GPU only)
+    precision: str = "auto"  # auto (measured on this machine, docs/precision.md), 32-true, bf16-mixed, 16-mixed
+    precision_chosen: str = ""  # what auto chose for this run (written by the engine; --resume keeps it)
+    precision_ratio: float = 0.0  # auto's probe: bf16-mixed over fp32 training speed (0: not measured)
     compile: bool = False  # torch.compile the model (checkpoints keep uncompiled names)
     log_interval: int = 50
     eval_interval: int = 500
@@ -91,8 +100,9 @@ class TrainConfig:
     viz_interval: int = 0  # TensorBoard images every N steps; 0: at evaluations only
     out_dir: str = "runs"
     run_name: str = ""  # default: the preset name
-    threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    threads: int = 0  # torch intra-op threads; 0: OMP_NUM_THREADS if set, else physical cores / local processes
     progress: bool = True
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the weights, evaluated and saved beside them
 
 
 @dataclass
@@ -295,8 +305,9 @@ def _betas(value: Any) -> bool:
 
 
 # Fabric's precision and strategy names (lightning.fabric.connector); written out to keep lightning out of config.
-PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", "64-true", "64",
-              "transformer-engine", "transformer-engine-float16")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", "64-true",
+              "64", "transformer-engine", "transformer-engine-float16")
+AUTO_PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")  # what train.precision=auto resolves to
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true", "dp",
               "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3")
 
@@ -306,10 +317,16 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.eval_batch_size": _at_least(1),
     "data.crop_padding": _at_least(0),
     "data.val_size": _at_least(0),
+    "data.img_size": _at_least(0),
+    "data.mixup_alpha": _at_least(0),
+    "data.cutmix_alpha": _at_least(0),
+    "data.mix_prob": _fraction(include_one=True),
+    "data.random_erasing": _fraction(include_one=True),
     "data.context_length": _at_least(0),
     "data.train_fraction": ((lambda value: 0 < value <= 1), "must be in (0, 1]"),
     "data.val_fraction": _fraction(),
     "data.unknown_chars": _one_of("error", "drop"),
+    "data.tokenizer": _one_of("char", "bytes"),
     "data.val_lines": _at_least(0),
     "data.test_lines": _at_least(0),
     "data.eval_targets": _at_least(0),
@@ -337,11 +354,15 @@ VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.strategy": _one_of(*STRATEGIES),
     "train.num_nodes": _at_least(1),
     "train.precision": _one_of(*PRECISIONS),
+    "train.precision_chosen": ((lambda value: value in ("", *AUTO_PRECISIONS)),
+                               f"must be empty (auto decides) or one of {', '.join(AUTO_PRECISIONS)}"),
+    "train.precision_ratio": _at_least(0),
     "train.log_interval": _at_least(1),
     "train.eval_interval": _at_least(0),
     "train.checkpoint_interval": _at_least(0),
     "train.viz_interval": _at_least(0),
     "train.threads": _at_least(0),
+    "train.ema_decay": _fraction(),
 }
 
 

@@ -19,9 +19,12 @@ import torch.nn as nn
 from . import checkpoint as ckpt
 from . import rundir
 from .config import Config, ConfigError, TrainConfig
+from .ema import WeightEma
 from .experiment import Experiment, Hook, LossFn  # noqa: F401  (re-exported: the engine's public contract)
 from .files import atomic_write_bytes
+from .machine import torch_threads
 from .optim import build_optimizer, lr_factor, total_steps  # noqa: F401  (re-exported: tests and benchmarks)
+from .precision import settle
 
 def make_fabric(train: TrainConfig):
     """A Fabric for the configured accelerator, devices, strategy and precision (fp16 on CPU is an error)."""
@@ -35,12 +38,14 @@ def make_fabric(train: TrainConfig):
     accelerator = train.accelerator
     if accelerator == "auto":
         accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-    if accelerator == "cpu" and train.precision.startswith("16"):
-        raise ConfigError(f"train.precision={train.precision} needs a GPU; on CPU use 32-true or bf16-mixed")
-    if train.threads > 0:
-        torch.set_num_threads(train.threads)
+    precision, key = train.precision, "train.precision"
+    if precision == "auto":  # decided once the model exists (precision.settle); until then what it chose before
+        precision, key = train.precision_chosen or "32-true", "train.precision_chosen"
+    if accelerator == "cpu" and precision.startswith("16"):
+        raise ConfigError(f"{key}={precision} needs a GPU; on CPU use train.precision=auto, 32-true or bf16-mixed")
+    torch.set_num_threads(torch_threads(train.threads, train.devices)[0])
     return Fabric(accelerator=accelerator, devices=train.devices, strategy=train.strategy,
-                  num_nodes=train.num_nodes, precision=train.precision)
+                  num_nodes=train.num_nodes, precision=precision)
 
 
 def shutdown(fabric) -> None:
@@ -150,8 +155,9 @@ class _Writer:
             self.tb = None
 
 
-def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Config) -> dict:
-    """Weights, optimizer and RNG of the run folder's last checkpoint, loaded in place; returns the loop state."""
+def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Config) -> tuple[dict, dict | None]:
+    """Weights, optimizer and RNG of the run folder's last checkpoint, loaded in place; returns the loop state and
+    the averaged weights (None when the run kept no average)."""
     saved = ckpt.load_trainer_state(run_dir)
     if saved is None:
         raise ckpt.CheckpointError(f"--resume: no checkpoint to resume in {run_dir}")
@@ -176,11 +182,14 @@ def _load_resume_state(run_dir: Path, raw_model: nn.Module, optimizer, cfg: Conf
             torch.cuda.set_rng_state_all(rng["cuda"])
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
         raise ckpt.CheckpointError(f"{path}: does not fit this run's optimizer or RNG ({err})") from None
-    return loop
+    return loop, saved.get("ema")
 
 
 def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool = False) -> dict:
     """Train `exp.model` under `cfg.optim` / `cfg.train`; returns the last evaluation metrics.
+
+    Evaluations during training use `exp.evaluate` (val); the one at the end of a completed run uses
+    `exp.final_evaluate` (val and test), so the test split is seen once, after every choice was made on val.
 
     A checkpoint (weights + config + trainer state, one atomic file for resuming) is written every
     `checkpoint_interval` steps, at the end, and when Ctrl-C or SIGTERM stops the run between two steps
@@ -195,13 +204,19 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     is_main = fabric.global_rank == 0
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    settle(fabric, exp, cfg)  # before setup: the model is wrapped for the precision it trains in
     raw_model = exp.model
     optimizer = build_optimizer(cfg.optim, raw_model)
     state = {"step": 0, "elapsed": 0.0, "plateau_scale": 1.0, "best_val": math.inf, "bad_evals": 0}
+    saved_ema = None
     if resume:
-        state.update(_load_resume_state(run_dir, raw_model, optimizer, cfg))
+        loop, saved_ema = _load_resume_state(run_dir, raw_model, optimizer, cfg)
+        state.update(loop)
     forward_model = torch.compile(raw_model) if train.compile else raw_model
     model, optimizer = fabric.setup(forward_model, optimizer)
+    ema = WeightEma(raw_model, train.ema_decay) if train.ema_decay > 0 else None  # on the model's device
+    if ema is not None and saved_ema is not None:
+        ckpt.load_state_into(ema.module, saved_ema, run_dir / ckpt.TRAINER_STATE)
     batches = exp.train_batches
     max_steps = total_steps(train, batches.steps_per_epoch)
     accum = max(1, train.accumulate_grad_batches)
@@ -209,6 +224,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     budget = train.max_minutes * 60
 
     writer = _Writer(run_dir, is_main, state["step"])
+    if state["step"] == 0:  # how this run uses the machine (a resumed run keeps its first record)
+        ratio = {"bf16_over_fp32": train.precision_ratio} if train.precision_ratio > 0 else {}
+        writer.log(0, "setup", {"threads": torch.get_num_threads(), "processes": world, **ratio})
     progress = _Progress(is_main and train.progress, max_steps, state["step"], budget, state["elapsed"])
     metrics: dict = {}
 
@@ -219,18 +237,27 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
             rng = {"torch": torch.get_rng_state()}
             if torch.cuda.is_available():
                 rng["cuda"] = torch.cuda.get_rng_state_all()
+            extra = {}
+            if ema is not None:
+                ckpt.save_weights(ema.module, run_dir / ckpt.EMA_WEIGHTS)
+                extra["ema"] = ckpt.state_dict_for_saving(ema.module)
             ckpt.save_trainer_state(run_dir, {
                 "model": ckpt.state_dict_for_saving(raw_model), "optimizer": optimizer.state_dict(), "rng": rng,
-                "loop": {**state, "step": step, "optimizer_name": cfg.optim.name}})
+                "loop": {**state, "step": step, "optimizer_name": cfg.optim.name}, **extra})
         fabric.barrier()
 
-    def run_evaluation(step: int) -> None:
+    def run_evaluation(step: int, final: bool = False) -> None:
         nonlocal metrics
-        if exp.evaluate is None:
+        evaluate = (exp.final_evaluate or exp.evaluate) if final else exp.evaluate
+        if evaluate is None:
             return
         raw_model.eval()
         with torch.no_grad(), fabric.autocast():
-            metrics = exp.evaluate(raw_model)
+            metrics = evaluate(raw_model)
+            if ema is not None:  # the averaged weights' "val/acc" is logged as "val_ema/acc"
+                for key, value in evaluate(ema.module).items():
+                    split, _, name = key.partition("/")
+                    metrics[f"{split}_ema/{name}"] = value
         raw_model.train()
         by_split: dict[str, dict] = {}
         for key, value in metrics.items():
@@ -241,8 +268,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
         if is_main:
             for hook in exp.hooks:
                 hook(step, raw_model, writer.tb)
-            progress.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        watched = metrics.get("val/loss", metrics.get("test/loss"))
+            if metrics:
+                progress.print(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        watched = metrics.get("val/loss")  # never the test split: it is seen once, at the end
         if cfg.optim.schedule == "plateau" and watched is not None:
             if watched < state["best_val"] - 1e-4:
                 state["best_val"], state["bad_evals"] = watched, 0
@@ -290,6 +318,8 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                 fabric.clip_gradients(model, optimizer, max_norm=cfg.optim.grad_clip, error_if_nonfinite=False)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(raw_model)
             step += 1
             state["elapsed"] = time.perf_counter() - start_time
             info = None
@@ -317,7 +347,7 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
                 print(f"interrupted at step {step}: checkpoint saved in {run_dir} (continue with --resume)",
                       flush=True)
             return {"step": step, "train_seconds": state["elapsed"], "interrupted": True, **metrics}
-        run_evaluation(step)
+        run_evaluation(step, final=True)
         save_checkpoint(step)
     return {"step": step, "train_seconds": state["elapsed"], "interrupted": False, **metrics}
 

@@ -19,7 +19,9 @@ class Experiment:
     model: nn.Module
     loss_fn: LossFn  # (model, batch) -> (scalar loss, extra scalars to log)
     train_batches: object  # data.batches.Batches
-    evaluate: Callable[[nn.Module], dict] | None = None  # model -> {"val/loss": ..., ...}
+    evaluate: Callable[[nn.Module], dict] | None = None  # model -> {"val/loss": ..., ...}: during training
+    # model -> val and test metrics, once at the end of a run (settings are chosen on val; default: evaluate)
+    final_evaluate: Callable[[nn.Module], dict] | None = None
     hooks: list[Hook] = field(default_factory=list)  # called at evaluations (and every train.viz_interval steps) with a TensorBoard writer
     tokenizer: object = None  # saved with the checkpoint when present
     samples_per_batch: int = 0  # for throughput; default: the batch's first dimension

@@ -37,7 +37,7 @@ def model_input(model: nn.Module, tokenizer, history: list[int]) -> torch.Tensor
         history = history[last:]  # training never shows a model two lines in one context
     pad = pad_id(tokenizer)
     if kind == "causal":
-        ids = history[-T:]
+        ids = history[-int(getattr(model, "receptive_field", T)):]  # weights by lag: every char that still counts
     elif kind == "centered":
         # The char to guess sits in the middle: the left half is the history, the right half padding.
         middle = T // 2
@@ -54,6 +54,53 @@ def next_char_logits(model: nn.Module, tokenizer, history: list[int]) -> torch.T
     """Logits (V,) of the char that follows `history`, for window, centered or causal models."""
     logits = model(model_input(model, tokenizer, history))
     return (logits[0, -1] if logits.ndim == 3 else logits[0]).float()
+
+
+class FullRecompute:
+    """Next-char logits by running the model on its whole input window for every char."""
+
+    def __init__(self, model: nn.Module, tokenizer):
+        self.model, self.tokenizer, self.history = model, tokenizer, []
+
+    def extend(self, ids: list[int]) -> None:
+        """Append chars to the text so far."""
+        self.history.extend(ids)
+
+    def logits(self) -> torch.Tensor:
+        """Logits (V,) of the char after the text so far."""
+        return next_char_logits(self.model, self.tokenizer, self.history)
+
+
+class IncrementalLogits:
+    """Next-char logits through the model's `init_state` / `step` hooks: each char costs one step, not a window.
+
+    Gives what FullRecompute gives: the state restarts at a line boundary, as `model_input` cuts the text there.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer):
+        self.model, self.boundary = model, tokenizer.boundary_id
+        self.device = next(model.parameters()).device
+        self.state, self.pending, self.last = model.init_state(1), [], None
+
+    def extend(self, ids: list[int]) -> None:
+        """Append chars to the text so far (stepped through when the next logits are asked for)."""
+        self.pending.extend(ids)
+
+    def logits(self) -> torch.Tensor:
+        """Logits (V,) of the char after the text so far."""
+        for char_id in self.pending:
+            if char_id == self.boundary:
+                self.state = self.model.init_state(1)
+            step_ids = torch.tensor([char_id], dtype=torch.long, device=self.device)
+            self.last, self.state = self.model.step(step_ids, self.state)
+        self.pending = []
+        return self.last[0].float()
+
+
+def logits_source(model: nn.Module, tokenizer, full_recompute: bool = False) -> FullRecompute | IncrementalLogits:
+    """The incremental path when the model has the `init_state` / `step` hooks (unless `full_recompute`)."""
+    incremental = hasattr(model, "init_state") and hasattr(model, "step") and not full_recompute
+    return IncrementalLogits(model, tokenizer) if incremental else FullRecompute(model, tokenizer)
 
 
 def sample_id(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -100,28 +147,41 @@ def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, t
 def stream_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                 seed: int | None = None, unknown: str = "error",
-                generator: torch.Generator | None = None) -> Iterator[str]:
-    """Yield the chars generated after `prompt`, one at a time (unknown prompt chars: "error" or "drop")."""
+                generator: torch.Generator | None = None, full_recompute: bool = False) -> Iterator[str]:
+    """Yield the chars generated after `prompt`, one at a time (unknown prompt chars: "error" or "drop").
+
+    Models with `init_state` / `step` hooks generate incrementally (the same logits, far less work per char);
+    `full_recompute=True` runs the whole window for every char instead (tests, benchmarks). With the byte
+    tokenizer a char is yielded once its bytes are complete; an invalid sequence yields U+FFFD.
+    """
     check_sampling(max_new_tokens, temperature, top_k, top_p)
     history = start_ids(tokenizer, tokenizer.encode(prompt, unknown=unknown))
     if generator is None:
         generator = seeded_generator(seed)
     was_training = model.training
     model.eval()
+    decoder = tokenizer.stream_decoder()  # bytes: a multi-byte char is yielded once complete
     try:
+        source = logits_source(model, tokenizer, full_recompute)
+        source.extend(history)
         for _ in range(max_new_tokens):
-            next_id = sample_id(next_char_logits(model, tokenizer, history), temperature, top_k, top_p, generator)
-            history.append(next_id)
-            yield tokenizer.chars[next_id]
+            next_id = sample_id(source.logits(), temperature, top_k, top_p, generator)
+            source.extend([next_id])
+            text = decoder.step(next_id)
+            if text:
+                yield text
+        if tail := decoder.flush():
+            yield tail
     finally:
         model.train(was_training)
 
 
 def generate_text(model: nn.Module, tokenizer, prompt: str = "", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                  seed: int | None = None, unknown: str = "error") -> str:
-    """The text generated after `prompt` (without the prompt)."""
-    return "".join(stream_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, unknown))
+                  seed: int | None = None, unknown: str = "error", full_recompute: bool = False) -> str:
+    """The text generated after `prompt` (without the prompt); `full_recompute` as in stream_text."""
+    return "".join(stream_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, unknown,
+                               full_recompute=full_recompute))
 
 
 def check_prompt_text(prompt: str, source: str) -> None:

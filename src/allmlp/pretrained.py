@@ -1,8 +1,9 @@
-"""Pretrained Mixer weights: the official google-research `.npz` (flax names) and timm-layout state dicts.
+"""Pretrained weights: the official google-research Mixer `.npz` (flax names), timm-layout Mixer, ResMLP and gMLP
+state dicts, and the official (DeiT repository) ResMLP layout.
 
-Both layouts are converted to our names (`stem.proj`, `blocks.{i}.token_mixing.fc1`, ...) and loaded into a
-`mixer_*` model, with a new head and token-mixing weights resized over the patch grid where needed.
-`allmlp finetune --weights FILE PRESET` (cli/finetune.py) trains from such weights.
+Every layout is converted to our names (`stem.proj`, `blocks.{i}.token_mixing.fc1`, ...) and loaded into a
+`mixer_*`, `resmlp_*` or `gmlp_*` model, with a new head and token-mixing weights resized over the patch grid where
+needed. `allmlp finetune --weights FILE PRESET` (cli/finetune.py) trains from such weights.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from .models.features import resize_token_mixing  # noqa: F401  (public here since 0.2)
 
 # Our name inside `blocks.{i}.` -> the flax name inside `MixerBlock_{i}/` (vit_jax/models_mixer.py).
 FLAX_BLOCK_NAMES = {
@@ -36,8 +38,12 @@ FLAX_TOP_NAMES = {
     "norm.weight": "pre_head_layer_norm/scale", "norm.bias": "pre_head_layer_norm/bias",
     "head.weight": "head/kernel", "head.bias": "head/bias",
 }
-# timm's MixerBlock names -> ours; everything else (stem.proj, norm1, norm2, norm, head) is already the same.
-TIMM_RENAMES = (("mlp_tokens.", "token_mixing."), ("mlp_channels.", "channel_mixing."))
+# timm's Mixer, ResMLP and gMLP names and the official ResMLP ones (DeiT repository) -> ours, applied in order;
+# everything else (stem.proj, norm1, norm2, norm, head) is already the same.
+TIMM_RENAMES = (("mlp_tokens.", "token_mixing."), ("mlp_channels.", "channel_mixing."),
+                ("linear_tokens.", "token_mixing."), ("gate.proj.", "gate.token_mixing."),  # timm ResMLP, gMLP
+                ("patch_embed.", "stem."), (".attn.", ".token_mixing."), (".mlp.", ".channel_mixing."),  # DeiT ResMLP
+                (".gamma_1", ".ls1"), (".gamma_2", ".ls2"))
 FLAX_PREFIXES = ("params/", "opt/target/", "target/")
 
 
@@ -77,18 +83,20 @@ def from_flax(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 def from_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A timm-layout Mixer state dict (`blocks.{i}.mlp_tokens.fc1`, ...) -> our names; ours pass unchanged."""
+    """A timm-layout Mixer, ResMLP or gMLP state dict, or an official ResMLP one -> our names; ours pass unchanged."""
     out = {}
     for name, tensor in state.items():
         name = name.removeprefix("module.")
         for old, new in TIMM_RENAMES:
             name = name.replace(old, new)
+        if name.endswith((".alpha", ".beta")) and tensor.ndim == 3:  # timm's ResMLP Affine is (1, 1, C); ours (C,)
+            tensor = tensor.reshape(-1)
         out[name] = tensor.float() if tensor.is_floating_point() else tensor
     return out
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read `.npz` (official flax), `.pth`/`.pt`/`.bin` (torch) or `.safetensors` Mixer weights, in our names."""
+    """Read `.npz` (official flax Mixer), `.pth`/`.pt`/`.bin` (torch) or `.safetensors` weights, in our names."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
@@ -145,32 +153,9 @@ def _square_grid(num_tokens: int, where: str) -> tuple[int, int]:
     return side, side
 
 
-def _resize_grid(values: torch.Tensor, src: tuple[int, int], dst: tuple[int, int], mode: str) -> torch.Tensor:
-    # values: (R, N) with N = src[0] * src[1] laid out row-major over the patch grid -> (R, N')
-    grid = values.reshape(values.shape[0], 1, *src)
-    kwargs = {} if mode == "nearest" else {"align_corners": False}
-    return F.interpolate(grid, size=dst, mode=mode, **kwargs).reshape(values.shape[0], -1)
-
-
-def resize_token_mixing(state: dict[str, torch.Tensor], src: tuple[int, int], dst: tuple[int, int],
-                        mode: str = "bilinear") -> dict[str, torch.Tensor]:
-    """Token-mixing weights of an `src` patch grid resized to a `dst` grid by interpolating over the grid.
-
-    fc1's weights are scaled by N/N' so that a token-mixing sum over N' interpolated tokens keeps the size
-    of the sum over the original N tokens (exact for a nearest-neighbour upscale of an integer factor).
-    """
-    if tuple(src) == tuple(dst):
-        return dict(state)
-    out = dict(state)
-    scale = (src[0] * src[1]) / (dst[0] * dst[1])
-    for name, tensor in state.items():
-        if name.endswith("token_mixing.fc1.weight"):  # (D_S, N)
-            out[name] = _resize_grid(tensor, src, dst, mode) * scale
-        elif name.endswith("token_mixing.fc2.weight"):  # (N, D_S)
-            out[name] = _resize_grid(tensor.t(), src, dst, mode).t().contiguous()
-        elif name.endswith("token_mixing.fc2.bias"):  # (N,)
-            out[name] = _resize_grid(tensor[None], src, dst, mode)[0]
-    return out
+# The first weight of each family that reads the N tokens: its second dimension is the checkpoint's token count.
+TOKEN_PROBES = ("blocks.0.token_mixing.fc1.weight", "blocks.0.token_mixing.weight",
+                "blocks.0.channel_mixing.gate.token_mixing.weight")
 
 
 def _describe(keys: list[str], state: dict, own: dict | None = None) -> str:
@@ -185,25 +170,27 @@ def _describe(keys: list[str], state: dict, own: dict | None = None) -> str:
 
 
 def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], new_head: bool = False) -> dict:
-    """Load converted Mixer weights into `model`; returns what was adapted: {"resized": ..., "new_head": ...}.
+    """Load converted weights into a Mixer, ResMLP or gMLP `model`; returns what was adapted: {"resized": ...,
+    "new_head": ...}.
 
     `new_head` keeps the model's freshly initialised head (another class count). Token-mixing weights are
     resized when the patch grid differs; every other mismatch is a PretrainedError listing the keys.
     """
-    from .models.mixer import MlpMixer
+    from .models.features import PatchTokenModel
     from .models.protocol import unwrap
 
     model = unwrap(model)
-    if not isinstance(model, MlpMixer):
-        raise PretrainedError(f"pretrained Mixer weights need a mixer_* model, not {type(model).__name__}")
+    if not isinstance(model, PatchTokenModel):
+        raise PretrainedError(f"pretrained weights need a mixer_*, resmlp_* or gmlp_* model, not "
+                              f"{type(model).__name__}")
     own = model.state_dict()
     state = dict(state)
     if new_head:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         state.update({k: v for k, v in own.items() if k.startswith("head.")})
     resized = None
-    probe = "blocks.0.token_mixing.fc1.weight"
-    if probe in state and probe in own and state[probe].shape[1] != own[probe].shape[1]:
+    probe = next((key for key in TOKEN_PROBES if key in state and key in own), None)
+    if probe is not None and state[probe].shape[1] != own[probe].shape[1]:
         src = _square_grid(state[probe].shape[1], "checkpoint")
         dst = model.stem.grid_size
         state = resize_token_mixing(state, src, dst)

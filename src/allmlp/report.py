@@ -31,7 +31,7 @@ figcaption { color: #666; font-size: .9em; } .muted { color: #888; }
 # Data keys that only mean something for one kind of task; a run's page hides the other kind's.
 IMAGE_DATA_KEYS = ("augment", "crop_padding", "hflip", "eval_hflip", "val_size")
 TEXT_DATA_KEYS = ("context_length", "train_fraction", "val_fraction", "unknown_chars", "val_lines", "test_lines",
-                  "eval_targets", "type", "repeats", "max_chars")
+                  "tokenizer", "prepared", "eval_targets", "type", "repeats", "max_chars")
 
 SKIPPED_KEYS = ("step", "split")
 
@@ -201,7 +201,7 @@ def compare_report(run_dirs: list[str | Path], out: str | Path, x: str = "step",
                                   title="training curves, overlaid", x=x,
                                   step_samples={run["name"]: run["step_samples"] for run in runs})
             sections.append("<h2>Curves</h2>" + _figure_html("curves (colour: run; solid train, dashed val, "
-                                                             "dotted test)", png))
+                                                             "test: one point, at the end of the run)", png))
     configs = [run["config"] for run in runs]
     differing = sorted(k for k in set().union(*configs) if len({repr(c.get(k, "-")) for c in configs}) > 1)
     sections.append("<h2>Config differences</h2>" + (

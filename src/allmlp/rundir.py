@@ -12,8 +12,8 @@ class RunFolderBusy(ValueError):
     """Another training holds the run folder."""
 
 
-def lock_holder(path: Path) -> str:
-    """Who holds the flock on folder `path`, from Linux's /proc/locks ("process PID"), or a vaguer phrase."""
+def lock_pid(path: Path) -> int | None:
+    """The id of the process holding a flock on folder `path`, from Linux's /proc/locks; None when none is listed."""
     info = os.stat(path)
     inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
     try:
@@ -23,8 +23,14 @@ def lock_holder(path: Path) -> str:
     for line in lines:
         fields = line.split()
         if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode and fields[4].isdigit():
-            return f"process {fields[4]}"
-    return "another process"
+            return int(fields[4])
+    return None
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the flock on folder `path`, from Linux's /proc/locks ("process PID"), or a vaguer phrase."""
+    pid = lock_pid(path)
+    return "another process" if pid is None else f"process {pid}"
 
 
 class RunFolder:

@@ -15,13 +15,15 @@ COMMANDS = {
     "eval": "evaluate a run folder on its test data",
     "data": "fetch or list data sets: allmlp data fetch NAME",
     "presets": "list the shipped presets",
-    "finetune": "train a mixer_* from official .npz / timm weights: --weights FILE PRESET",
+    "finetune": "train a Mixer/ResMLP/gMLP from official or timm weights: --weights FILE PRESET",
+    "embed": "pooled features of a data split: allmlp embed RUN --data test --out f.npy",
     "export": "export a run to onnx, torchscript or pt2 and check its logits",
     "viz": "write a run's figures (curves, mixing weights, embeddings) as PNGs",
     "report": "one self-contained HTML page of a run, or a comparison of runs",
     "sweep": "hyper-parameter search with optuna: allmlp sweep PRESET --trials N key=low:high",
     "generate": "continue prompts with a trained language model (streams text)",
     "chat": "interactive prompt for a trained language model (piped stdin works)",
+    "serve": "a local web app over a folder of runs: chat, classify, reports, JSON API",
 }
 
 # Errors whose message is the whole story: printed as one line, no traceback (ALLMLP_DEBUG=1 shows it).

@@ -21,15 +21,20 @@ def train_and_report(cfg, run_dir: Path, resume: bool = False, reuse: bool = Fal
     import torch
 
     from ..engine import run
+    from ..machine import torch_threads
     from ..models import count_parameters
+    from ..precision import settle
     from ..viz import tensorboard_hook
 
     def announce(exp, path, fabric):
         note = prepare(exp, path, fabric) if prepare is not None else ""
+        choice = settle(fabric, exp, cfg)  # here rather than in fit, to show it: every rank agrees on it
         if fabric.global_rank == 0:
             exp.hooks.append(tensorboard_hook(cfg, exp.tokenizer))
+            threads_why = torch_threads(cfg.train.threads, cfg.train.devices)[1]
             print(f"run folder: {path}  model: {cfg.model.name} ({count_parameters(exp.model):,} parameters)"
-                  f"{note or ''}  torch threads: {torch.get_num_threads()}", flush=True)
+                  f"{note or ''}\nprecision: {choice.describe()}  torch threads: {torch.get_num_threads()} "
+                  f"({threads_why})", flush=True)
 
     result = run(cfg, run_dir, resume=resume, reuse=reuse, prepare=announce)
     if result["rank"] == 0 and not result["interrupted"]:

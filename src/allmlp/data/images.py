@@ -324,6 +324,13 @@ def black_level(mean, std) -> torch.Tensor:
     return -torch.tensor(mean) / torch.tensor(std)
 
 
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Float images (B, C, H, W) resized to (B, C, size, size), bilinear as Keras' `Resizing` (seed 003); 0: as is."""
+    if size <= 0 or tuple(images.shape[-2:]) == (size, size):
+        return images
+    return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def random_crop_flip(images: torch.Tensor, padding: int, hflip: bool, generator: torch.Generator,
                      fill: torch.Tensor | float = 0.0) -> torch.Tensor:
     """Random crop after padding with `fill` (per channel, e.g. `black_level`) and random horizontal flip."""

@@ -21,7 +21,9 @@ import torch
 from ..files import atomic_write_bytes, temporary_path
 from .batches import generator_for, split_for_rank
 from .cache import cache_dir, download
+from .tokenizers import ByteTokenizer
 
+TOKENIZERS = ("char", "bytes")
 BOUNDARY = "\n"  # line data sets: the start/end token (makemore's '.') is the newline that separates lines
 LM_KINDS = ("window", "causal", "centered")
 SPLIT_SEED = 42  # line data sets: fixed shuffle, so every run and every model sees the same split
@@ -171,11 +173,23 @@ def fetch_corpus(name: str) -> Path:
     return target
 
 
+FOLDER_SEPARATOR = "\n\n"  # a folder corpus: its *.txt files in sorted order, a blank line between two files
+
+
+def corpus_files(folder: Path) -> list[Path]:
+    """The *.txt files under `folder` (recursively), sorted by their path inside it; none is a one-line error."""
+    files = sorted((p for p in folder.rglob("*.txt") if p.is_file()), key=lambda p: p.relative_to(folder).as_posix())
+    if not files:
+        raise FileNotFoundError(f"{folder} is a folder without *.txt files: a folder corpus is its *.txt files")
+    return files
+
+
 def read_text_file(path: str | Path) -> str:
-    """The whole file as text; a missing, empty or non-UTF-8 file is a one-line error naming it."""
+    """The whole file as text (a folder: its *.txt files joined by FOLDER_SEPARATOR); a missing, empty or
+    non-UTF-8 file is a one-line error naming it."""
     path = Path(path)
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder: a text corpus is one UTF-8 file")
+        return FOLDER_SEPARATOR.join(read_text_file(file) for file in corpus_files(path))
     if not path.is_file():
         raise FileNotFoundError(f"text file not found: {path}")
     try:
@@ -238,6 +252,10 @@ class CharTokenizer:
             ids = ids.tolist()
         return "".join(self.chars[i] for i in ids)
 
+    def stream_decoder(self) -> "CharDecoder":
+        """A decoder for ids generated one at a time (each id is one char)."""
+        return CharDecoder(self.chars)
+
     def to_dict(self) -> dict:
         """JSON-ready form, saved as tokenizer.json in the run folder."""
         return {"type": "char", "chars": self.chars, "boundary": self.boundary}
@@ -249,6 +267,40 @@ class CharTokenizer:
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size}, boundary={self.boundary!r})"
+
+
+class CharDecoder:
+    """Ids -> text one id at a time, for the char tokenizer (the interface of tokenizers.ByteDecoder)."""
+
+    def __init__(self, chars: list[str]):
+        self.chars = chars
+
+    def step(self, token_id: int) -> str:
+        """The char of this id."""
+        return self.chars[token_id]
+
+    def flush(self) -> str:
+        """Nothing is ever held back."""
+        return ""
+
+
+def new_tokenizer(kind: str, train_text: str, boundary: str | None = None):
+    """A `data.tokenizer` of `kind`: "char" (the training text's chars) or "bytes" (UTF-8, vocabulary 256)."""
+    if kind == "char":
+        return CharTokenizer(train_text, boundary)
+    if kind == "bytes":
+        return ByteTokenizer(boundary)
+    raise ValueError(f"data.tokenizer={kind!r}: expected one of {', '.join(TOKENIZERS)}")
+
+
+def tokenizer_from_dict(data: dict):
+    """The tokenizer of a tokenizer.json; files without a "type" (older runs) are char tokenizers."""
+    kind = data.get("type", "char")
+    if kind == "char":
+        return CharTokenizer.from_dict(data)
+    if kind == "bytes":
+        return ByteTokenizer.from_dict(data)
+    raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {', '.join(TOKENIZERS)}")
 
 
 def corpus_text(data_cfg) -> tuple[str, bool]:
@@ -300,17 +352,21 @@ def join_lines(lines: list[str]) -> str:
     return BOUNDARY + "".join(line + BOUNDARY for line in lines)
 
 
-def load_text_splits(data_cfg, tokenizer: CharTokenizer | None = None):
-    """(tokenizer, {"train", "val", "test": LongTensor}) for a data config; the tokenizer comes from train."""
+def split_corpus(data_cfg) -> tuple[dict[str, str], bool]:
+    """({"train", "val", "test": text}, is_line_data) of a data config, before tokenization."""
     text, is_lines = corpus_text(data_cfg)
     if data_cfg.max_chars > 0:  # a book-sized slice, e.g. the high-order memorisation runs' ~120 KB
         text = text[:data_cfg.max_chars]
     if is_lines:
-        parts = {k: join_lines(v) for k, v in split_lines(text, data_cfg).items()}
-    else:
-        parts = split_text(text, data_cfg)
+        return {k: join_lines(v) for k, v in split_lines(text, data_cfg).items()}, True
+    return split_text(text, data_cfg), False
+
+
+def load_text_splits(data_cfg, tokenizer: CharTokenizer | None = None):
+    """(tokenizer, {"train", "val", "test": LongTensor}) for a data config; the tokenizer comes from train."""
+    parts, is_lines = split_corpus(data_cfg)
     if tokenizer is None:
-        tokenizer = CharTokenizer(parts["train"], BOUNDARY if is_lines else None)
+        tokenizer = new_tokenizer(data_cfg.tokenizer, parts["train"], BOUNDARY if is_lines else None)
     # Chars that only val/test contain cannot be predicted by any model of this vocabulary: they are dropped.
     streams = {k: torch.from_numpy(tokenizer.encode_array(v, "drop", warn=False)) for k, v in parts.items()}
     if len(streams["train"]) < 2:
@@ -334,6 +390,8 @@ def mask_other_lines(x: torch.Tensor, boundary_id: int, middle: int | None = Non
 class TextBatches:
     """Random windows of a token stream, chosen from (seed, index) alone: resume and DDP see the same data.
 
+    The stream is a LongTensor, or a prepared corpus' TokenFile (data/prepared.py) that reads only each batch's windows.
+
     kind "window": x (B, T), y (B) the next char; "causal": x (B, T), y (B, T) shifted by one (-1 = ignore);
     "centered": x (B, T) the T//2 chars before and the T - T//2 after a middle char, y (B) that middle char.
     With `boundary_id` (line data sets) chars of other lines are masked, and causal windows start at a line.
@@ -347,17 +405,22 @@ class TextBatches:
             raise ValueError(f"context_length ({context_length}) and batch_size ({batch_size}) must be >= 1")
         if len(tokens) < context_length + 2:
             raise ValueError(f"text of {len(tokens)} tokens is shorter than one window (context {context_length} + 1)")
-        tokens = tokens.long()
+        in_memory = isinstance(tokens, torch.Tensor)  # else a prepared TokenFile, read window by window
+        tokens = tokens.long() if in_memory else tokens
         if boundary_id is not None and kind != "causal":
             # Pad with boundaries so that the first chars of the first line are targets too, with makemore's context.
             middle = context_length // 2 if kind == "centered" else context_length
-            pad = torch.full((middle,), boundary_id), torch.full((context_length - middle,), boundary_id)
-            tokens = torch.cat([pad[0], tokens, pad[1]])
+            if in_memory:
+                pad = torch.full((middle,), boundary_id), torch.full((context_length - middle,), boundary_id)
+                tokens = torch.cat([pad[0], tokens, pad[1]])
+            else:
+                tokens = tokens.padded(middle, context_length - middle, boundary_id)
         self.tokens, self.kind, self.seed = tokens, kind, seed
         self.context_length, self.batch_size, self.boundary_id = context_length, batch_size, boundary_id
         self.span = context_length + 1
         if kind == "causal" and boundary_id is not None:
-            starts = (self.tokens[:-1] == boundary_id).nonzero().squeeze(1)
+            starts = ((self.tokens[:-1] == boundary_id).nonzero().squeeze(1) if in_memory
+                      else self.tokens.positions_of(boundary_id, len(self.tokens) - 1))
             self.line_starts = starts[starts <= len(self.tokens) - 2]
         targets_per_sample = context_length if kind == "causal" else 1
         self.steps_per_epoch = max(1, len(self.tokens) // (batch_size * targets_per_sample))

@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 
 from . import register_model
-from .blocks import Mlp, MixerBlock
+from .blocks import Mlp, MixerBlock, drop_path_rates
+from .features import PatchTokenModel, block_indices, outputs_after, pair
 
 
 def _check_image(x: torch.Tensor, in_chans: int, img_size: tuple[int, int], model: str) -> None:
@@ -15,44 +16,43 @@ def _check_image(x: torch.Tensor, in_chans: int, img_size: tuple[int, int], mode
                          f"got {tuple(x.shape)}")
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 class PatchEmbed(nn.Module):
-    """Non-overlapping patches -> linear projection, as one strided convolution."""
+    """Non-overlapping patches -> linear projection, as one strided convolution (sizes: int or (height, width))."""
 
-    def __init__(self, img_size, patch_size: int, in_chans: int, hidden_dim: int):
+    def __init__(self, img_size, patch_size, in_chans: int, hidden_dim: int):
         super().__init__()
-        self.img_size = _pair(img_size)
-        if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
-            raise ValueError(f"image size {self.img_size} is not divisible by patch_size={patch_size}")
-        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.img_size, self.patch_size = pair(img_size), pair(patch_size)
+        if self.img_size[0] % self.patch_size[0] or self.img_size[1] % self.patch_size[1]:
+            shown = patch_size if isinstance(patch_size, int) else self.patch_size
+            raise ValueError(f"image size {self.img_size} is not divisible by patch_size={shown}")
+        self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv2d(in_chans, hidden_dim, kernel_size=patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_chans, hidden_dim, kernel_size=self.patch_size, stride=self.patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, C, H', W') -> (B, N, C)
 
 
-class MlpMixer(nn.Module):
+class MlpMixer(PatchTokenModel):
     """Paper-faithful MLP-Mixer: patch stem, `depth` Mixer blocks, final LayerNorm, mean pool, linear head.
 
     LayerNorm eps is 1e-6 as in the official JAX code and timm; GELU is exact unless `gelu="tanh"` (JAX's default
-    approximation: use it to reproduce the official checkpoints' logits exactly).
+    approximation: use it to reproduce the official checkpoints' logits exactly). `drop_path_rate`: stochastic depth
+    of the last block, rising linearly from 0 at the first.
     """
 
-    def __init__(self, num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size: int = 16,
+    def __init__(self, num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size=16,
                  hidden_dim: int = 768, depth: int = 12, tokens_mlp_dim: int = 384,
-                 channels_mlp_dim: int = 3072, dropout: float = 0.0, norm_eps: float = 1e-6, gelu: str = "none"):
+                 channels_mlp_dim: int = 3072, dropout: float = 0.0, norm_eps: float = 1e-6, gelu: str = "none",
+                 drop_path_rate: float = 0.0):
         super().__init__()
         if gelu not in ("none", "tanh"):
             raise ValueError(f"model.gelu must be 'none' (exact) or 'tanh', got {gelu!r}")
         self.in_chans, self.num_classes = in_chans, num_classes
         self.stem = PatchEmbed(img_size, patch_size, in_chans, hidden_dim)
         self.blocks = nn.Sequential(*[
-            MixerBlock(self.stem.num_patches, hidden_dim, tokens_mlp_dim, channels_mlp_dim, dropout, norm_eps, gelu)
-            for _ in range(depth)])
+            MixerBlock(self.stem.num_patches, hidden_dim, tokens_mlp_dim, channels_mlp_dim, dropout, norm_eps, gelu,
+                       rate) for rate in drop_path_rates(drop_path_rate, depth)])
         self.norm = nn.LayerNorm(hidden_dim, eps=norm_eps)
         self.head = nn.Linear(hidden_dim, num_classes)
         self._init_weights()
@@ -69,24 +69,6 @@ class MlpMixer(nn.Module):
         nn.init.trunc_normal_(self.stem.proj.weight, std=(1.0 / fan_in) ** 0.5)
         nn.init.zeros_(self.stem.proj.bias)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> normalised token features (B, N, hidden_dim)."""
-        _check_image(x, self.in_chans, self.stem.img_size, type(self).__name__)
-        return self.norm(self.blocks(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Token features (B, N, C) -> logits (B, num_classes) by global average pooling."""
-        x = x.mean(dim=1)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def patch_token_mixing(self) -> list[torch.Tensor]:
-        """Inspection hook: per block, the first token-mixing layer's hidden units on the grid (units, gh, gw)."""
-        gh, gw = self.stem.grid_size
-        return [block.token_mixing.fc1.weight.detach().view(-1, gh, gw) for block in self.blocks]
-
 
 # The paper's Table 1: (patch, hidden C, depth, tokens_mlp_dim D_S, channels_mlp_dim D_C).
 PAPER_VARIANTS = {
@@ -101,12 +83,12 @@ PAPER_VARIANTS = {
 
 
 def _register_paper_variant(name: str, patch: int, hidden: int, depth: int, tokens: int, channels: int):
-    def factory(num_classes: int = 1000, img_size=224, in_chans: int = 3, patch_size: int = patch,
+    def factory(num_classes: int = 1000, img_size=(224, 224), in_chans: int = 3, patch_size=(patch, patch),
                 hidden_dim: int = hidden, depth: int = depth, tokens_mlp_dim: int = tokens,
                 channels_mlp_dim: int = channels, dropout: float = 0.0, norm_eps: float = 1e-6,
-                gelu: str = "none") -> MlpMixer:
+                gelu: str = "none", drop_path_rate: float = 0.0) -> MlpMixer:
         return MlpMixer(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, tokens_mlp_dim,
-                        channels_mlp_dim, dropout, norm_eps, gelu)
+                        channels_mlp_dim, dropout, norm_eps, gelu, drop_path_rate)
 
     factory.__name__ = name
     factory.__doc__ = f"Mixer-{name[6:].upper()} of the paper (224 px, ImageNet head by default)."
@@ -118,23 +100,23 @@ for _name, _dims in PAPER_VARIANTS.items():
 
 
 @register_model(input_size=(1, 28, 28))
-def mixer_tiny_28(num_classes: int = 10, img_size=28, in_chans: int = 1, patch_size: int = 4,
+def mixer_tiny_28(num_classes: int = 10, img_size=(28, 28), in_chans: int = 1, patch_size=(4, 4),
                   hidden_dim: int = 128, depth: int = 6, tokens_mlp_dim: int = 96,
                   channels_mlp_dim: int = 384, dropout: float = 0.0, norm_eps: float = 1e-6,
-                  gelu: str = "none") -> MlpMixer:
+                  gelu: str = "none", drop_path_rate: float = 0.0) -> MlpMixer:
     """Small Mixer for 28x28 images (MNIST, Fashion-MNIST): 49 tokens of 4x4 patches."""
     return MlpMixer(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, tokens_mlp_dim,
-                    channels_mlp_dim, dropout, norm_eps, gelu)
+                    channels_mlp_dim, dropout, norm_eps, gelu, drop_path_rate)
 
 
 @register_model(input_size=(3, 32, 32))
-def mixer_tiny_32(num_classes: int = 10, img_size=32, in_chans: int = 3, patch_size: int = 4,
+def mixer_tiny_32(num_classes: int = 10, img_size=(32, 32), in_chans: int = 3, patch_size=(4, 4),
                   hidden_dim: int = 128, depth: int = 4, tokens_mlp_dim: int = 64,
                   channels_mlp_dim: int = 512, dropout: float = 0.0, norm_eps: float = 1e-6,
-                  gelu: str = "none") -> MlpMixer:
+                  gelu: str = "none", drop_path_rate: float = 0.0) -> MlpMixer:
     """Small Mixer for 32x32 images (CIFAR-10): 64 tokens of 4x4 patches."""
     return MlpMixer(num_classes, img_size, in_chans, patch_size, hidden_dim, depth, tokens_mlp_dim,
-                    channels_mlp_dim, dropout, norm_eps, gelu)
+                    channels_mlp_dim, dropout, norm_eps, gelu, drop_path_rate)
 
 
 class ReferenceMixerBlock(nn.Module):
@@ -175,9 +157,17 @@ class MLPMixer(nn.Module):
         x = self.patch_embedding.proj(x).flatten(2)  # (B, E, N)
         return self.mixers(x)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """Flattened features -> logits through the 3-layer classifier."""
-        return self.clf(x.flatten(1))
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Features -> logits through the 3-layer classifier (`pre_logits`: the flattened features it reads)."""
+        return x.flatten(1) if pre_logits else self.clf(x.flatten(1))
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
+        """Feature maps (B, embedding_dim, H', W') after the chosen Mixer blocks (see `block_indices`)."""
+        chosen = block_indices(len(self.mixers), indices)
+        _check_image(x, self.img_shape[0], self.img_shape[1:], "MLPMixer")
+        x = self.patch_embedding.proj(x).flatten(2)  # (B, E, N)
+        grid = self.patch_embedding.grid_size
+        return [y.reshape(y.shape[0], y.shape[1], *grid) for y in outputs_after(self.mixers, x, chosen)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -201,7 +191,7 @@ class MlpClassifier(nn.Module):
     def __init__(self, num_classes: int = 10, img_size=28, in_chans: int = 1, hidden_dims=(256, 256),
                  dropout: float = 0.0):
         super().__init__()
-        self.in_chans, self.img_size = in_chans, _pair(img_size)
+        self.in_chans, self.img_size = in_chans, pair(img_size)
         layers, width = [], in_chans * self.img_size[0] * self.img_size[1]
         for hidden in hidden_dims:
             layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
@@ -209,9 +199,24 @@ class MlpClassifier(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> the last hidden layer's activations (B, hidden)."""
         _check_image(x, self.in_chans, self.img_size, "MlpClassifier")
-        return self.head(self.body(x.flatten(1)))  # (B, C*H*W) -> (B, num_classes)
+        return self.body(x.flatten(1))  # (B, C*H*W) -> (B, hidden)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Hidden activations (B, hidden) -> logits (B, num_classes)."""
+        return x if pre_logits else self.head(x)
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
+        """Activations (B, hidden) after the chosen hidden layers (see `block_indices`)."""
+        layers = [self.body[i:i + 3] for i in range(0, len(self.body), 3)]  # Linear, ReLU, Dropout per layer
+        chosen = block_indices(len(layers), indices)
+        _check_image(x, self.in_chans, self.img_size, "MlpClassifier")
+        return outputs_after(layers, x.flatten(1), chosen)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model(input_size=(1, 28, 28))

@@ -62,6 +62,22 @@ class ExtraFiles(Protocol):
     def load_files(self, run_dir: Path) -> None: ...
 
 
+class StartAtUnigram(Protocol):
+    """Models whose logits can start at the training text's char frequencies: log_prior (V,) of the train split."""
+
+    def start_at_unigram(self, log_prior: torch.Tensor) -> None: ...
+
+
+class IncrementalDecoding(Protocol):
+    """Causal models that generate at a constant cost per char: a state from a prefix, then one char per step."""
+
+    receptive_field: int  # chars that still change the next logits (weights by lag)
+
+    def init_state(self, *args, **kwargs): ...
+
+    def step(self, *args, **kwargs): ...
+
+
 class ManualBackward(Protocol):
     """Models with hand-written gradients: the mean loss of windows x (B, T) -> next chars y (B,), every
     parameter's .grad filled without autograd (`optim.manual_backprop=true`)."""
@@ -70,7 +86,7 @@ class ManualBackward(Protocol):
 
 
 HOOKS = ("token_mixing_matrices", "char_embeddings", "patch_token_mixing", "link_functions", "save_files",
-         "load_files", "loss_and_grads")
+         "load_files", "loss_and_grads", "start_at_unigram", "init_state", "step")
 
 
 def hook(model: nn.Module, name: str) -> Callable | None:

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
+from .features import block_indices, outputs_after
 
 
 class ShortcutA(nn.Module):
@@ -56,11 +57,28 @@ class CifarResNet(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"CifarResNet expects images of shape (B, {self.in_chans}, H, W), got {tuple(x.shape)}")
-        x = self.blocks(self.stem(x))  # (B, 4w, H/4, W/4)
-        return self.head(x.mean(dim=(2, 3)))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> the last stage's feature map (B, 4w, H/4, W/4)."""
+        self._check(x)
+        return self.blocks(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Feature map -> logits by global average pooling (`pre_logits`: the pooled features (B, 4w))."""
+        x = x.mean(dim=(2, 3))
+        return x if pre_logits else self.head(x)
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
+        """Feature maps (B, C, H', W') after the chosen basic blocks (see `block_indices`)."""
+        chosen = block_indices(len(self.blocks), indices)
+        self._check(x)
+        return outputs_after(self.blocks, self.stem(x), chosen)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model(input_size=(3, 32, 32))

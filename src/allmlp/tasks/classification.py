@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..data.batches import TensorBatches, iterate_in_order
-from ..data.images import black_level, get_dataset, load_images, normalize, random_crop_flip
+from ..data.images import black_level, get_dataset, load_images, normalize, random_crop_flip, resize_images
+from ..data.mixing import mix_batch, random_erasing
 from ..experiment import Experiment
 from ..models import create_model, model_kwargs
 
@@ -45,12 +46,14 @@ def load_splits(cfg: Config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int, hflip: bool = False) -> torch.Tensor:
-    """Logits for all images, in batches; `hflip` averages them with the mirrored images' (test-time flip)."""
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int, hflip: bool = False,
+            img_size: int = 0) -> torch.Tensor:
+    """Logits for all images, in batches; `hflip` averages them with the mirrored images' (test-time flip);
+    `img_size` resizes each batch first (`data.img_size`)."""
     device = next(model.parameters()).device
 
     def logits(x: torch.Tensor) -> torch.Tensor:
-        x = x.to(device)
+        x = resize_images(x.to(device), img_size)
         out = model(x).float()
         return (out + model(x.flip(3)).float()) / 2 if hflip else out
 
@@ -70,33 +73,44 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
                          f"gradients, not {cfg.model.name}")
     spec = get_dataset(cfg.data.name)
     splits = load_splits(cfg)
-    cfg.model.args.update(data_model_args(cfg, spec.shape[0], spec.shape[1], len(spec.classes)))  # recorded
+    cfg.model.args.update(data_model_args(cfg, spec.shape[0], cfg.data.img_size or spec.shape[1],
+                                          len(spec.classes)))  # recorded: the run folder rebuilds the same model
     model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
     data = cfg.data
     border = black_level(spec.mean, spec.std)  # crops pad with black, as the images' own background
+    mixing = data.mixup_alpha > 0 or data.cutmix_alpha > 0
 
     def augment(batch, generator):
+        # resize, crop + flip, erase, then mix (soft labels): every draw from this batch's own generator
         images, labels = batch
-        return random_crop_flip(images, data.crop_padding, data.hflip, generator, border), labels
+        images = resize_images(images, data.img_size)
+        if data.augment:
+            images = random_crop_flip(images, data.crop_padding, data.hflip, generator, border)
+        images = random_erasing(images, data.random_erasing, generator)
+        if mixing:
+            images, labels = mix_batch(images, labels, len(spec.classes), generator, data.mixup_alpha,
+                                       data.cutmix_alpha, data.mix_prob)
+        return images, labels
 
-    train = TensorBatches(splits["train"], data.batch_size, cfg.train.seed, augment if data.augment else None)
+    transform = data.augment or data.img_size > 0 or data.random_erasing > 0 or mixing
+    train = TensorBatches(splits["train"], data.batch_size, cfg.train.seed, augment if transform else None)
 
     def loss_fn(model, batch):
-        images, labels = batch
+        images, labels = batch  # labels: class ids (B,), or soft targets (B, K) under mixup / cutmix
         logits = model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=cfg.optim.label_smoothing)
         return loss, {}
 
-    def evaluate(model):
+    def evaluate(model, names=("val",)):
         out = {}
-        for split in [s for s in ("val", "test") if s in splits]:
+        for split in [s for s in names if s in splits]:
             x, y = splits[split]
-            logits = predict(model, x, data.eval_batch_size, data.eval_hflip)
+            logits = predict(model, x, data.eval_batch_size, data.eval_hflip, data.img_size)
             for key, value in classification_metrics(logits, y).items():
                 out[f"{split}/{key}"] = value
         return out
 
-    return Experiment(model, loss_fn, train, evaluate)
+    return Experiment(model, loss_fn, train, evaluate, final_evaluate=lambda model: evaluate(model, ("val", "test")))
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -112,7 +126,7 @@ def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", to
     if split not in splits:
         raise ValueError(f"split {split!r} not available; choose one of {', '.join(splits)}")
     x, y = splits[split]
-    logits = predict(model, x, cfg.data.eval_batch_size, cfg.data.eval_hflip)
+    logits = predict(model, x, cfg.data.eval_batch_size, cfg.data.eval_hflip, cfg.data.img_size)
     matrix = confusion_matrix(logits.argmax(1), y, len(spec.classes))
     per_class = (matrix.diag().float() / matrix.sum(1).clamp(min=1)).tolist()
     return {**{f"{split}/{k}": v for k, v in classification_metrics(logits, y).items()},

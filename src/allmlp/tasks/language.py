@@ -10,7 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import Config
-from ..data.text import LM_KINDS, CharTokenizer, TextBatches, load_text_splits
+from ..data.prepared import load_token_splits
+from ..data.text import LM_KINDS, TextBatches
 from ..experiment import Experiment
 from ..models import create_model, model_kwargs
 from ..models.protocol import hook, unwrap
@@ -19,7 +20,7 @@ from ..models.protocol import hook, unwrap
 FALLBACK_CONTEXT_LENGTH = 64  # a model built in Python without a context_length, and no data.context_length
 
 
-def data_model_args(cfg: Config, tokenizer: CharTokenizer) -> dict:
+def data_model_args(cfg: Config, tokenizer) -> dict:
     """The model arguments the data decides: the vocabulary size, and `data.context_length` when > 0 (values the
     config also gives must agree)."""
     accepted = model_kwargs(cfg.model.name)
@@ -55,6 +56,12 @@ def sample_kind(cfg: Config, model: nn.Module) -> str:
     return kind
 
 
+def unigram_log_prior(tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Log frequencies (V,) of the chars in `tokens`, add-one smoothed (an unseen char keeps a finite logit)."""
+    counts = torch.bincount(tokens.long(), minlength=vocab_size)[:vocab_size].double() + 1
+    return (counts / counts.sum()).log().float()
+
+
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
             reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy in nats for logits (B, V) or (B, T, V); targets of -1 are ignored."""
@@ -85,9 +92,13 @@ def loss_metrics(split: str, nats: float) -> dict:
 
 def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
     """Experiment for a character language model on the configured corpus (`model`: one built in Python)."""
-    tokenizer, streams = load_text_splits(cfg.data)
+    tokenizer, streams = load_token_splits(cfg.data)
     cfg.model.args.update(data_model_args(cfg, tokenizer))  # recorded: the run folder rebuilds the same model
-    model = create_model(cfg.model.name, **cfg.model.args) if model is None else model
+    if model is None:
+        model = create_model(cfg.model.name, **cfg.model.args)
+        start_at_unigram = hook(model, "start_at_unigram")
+        if start_at_unigram is not None:  # the high-order nets: logits start at the training text's prior
+            start_at_unigram(unigram_log_prior(streams["train"], tokenizer.vocab_size))
     kind = sample_kind(cfg, model)
     context = context_length(cfg, model)
     boundary = tokenizer.boundary_id
@@ -111,21 +122,22 @@ def build(cfg: Config, model: nn.Module | None = None) -> Experiment:
             return unwrap(model).loss_and_grads(x, y), {}
         return lm_loss(model(x), y, cfg.optim.label_smoothing), {}
 
-    def evaluate(model):
+    def evaluate(model, splits=("val",)):
         out = {}
-        for split, batches in held_out.items():
-            out.update(loss_metrics(split, stream_loss(model, batches, cfg.data.eval_targets,
+        for split in [s for s in splits if s in held_out]:
+            out.update(loss_metrics(split, stream_loss(model, held_out[split], cfg.data.eval_targets,
                                                        cfg.data.eval_batch_size)))
         return out
 
     targets = context if kind == "causal" else 1
     return Experiment(model, loss_fn, train, evaluate, tokenizer=tokenizer,
-                      samples_per_batch=cfg.data.batch_size * targets, manual_backward=manual)
+                      samples_per_batch=cfg.data.batch_size * targets, manual_backward=manual,
+                      final_evaluate=lambda model: evaluate(model, ("val", "test")))
 
 
 def evaluate_run(model: nn.Module, cfg: Config, run_dir, split: str = "test", tokenizer=None) -> dict:
     """Loss (nats), bits per char and perplexity of a trained run on val and test (and `split`), all targets."""
-    tokenizer, streams = load_text_splits(cfg.data, tokenizer)
+    tokenizer, streams = load_token_splits(cfg.data, tokenizer)
     if split not in streams:
         raise ValueError(f"split {split!r} not available; choose one of {', '.join(streams)}")
     kind = sample_kind(cfg, model)

@@ -283,7 +283,7 @@ def plot_link_functions(x: torch.Tensor, y: torch.Tensor, edges: torch.Tensor | 
 CURVE_METRICS = ("loss", "acc", "bpc")  # what the curves figure plots, when the run logged it
 # --x choices and their axis labels
 X_AXES = {"step": "step", "samples": "samples seen", "time": "wall time (s, rebuilt from samples/s)"}
-SPLIT_STYLES = {"train": "-", "val": "--", "test": ":"}
+SPLIT_STYLES = {"train": "-", "val": "--", "test": ":", "val_ema": "-."}  # val_ema: the EMA of the weights
 
 
 def step_to_x(records: list[dict], x: str = "step", step_samples: int = 0):

@@ -16,16 +16,33 @@ import torch.nn.functional as F
 
 from .layers import MaxAbsNorm, PiecewisePolynomial, PiecewisePolynomialConv1d, make_norm
 
+LINEAR_HEAD_SCALE = 0.1  # an nn.Linear head's default init gives logits of std ~0.5: shrunk to ~0.05
+
 
 def chars_to_scalars(idx: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """Token ids (B, T) -> the centres of their segments in [-1, 1] (B, T)."""
     return (2 * idx.float() + 1) / vocab_size - 1
 
 
+def start_at_prior(layer: nn.Module, log_prior: torch.Tensor, weight_scale: float) -> None:
+    """Make a final layer's logits `weight_scale` x its own plus `log_prior` (V,): out -> scale * out + prior."""
+    with torch.no_grad():
+        if isinstance(layer, PiecewisePolynomial):
+            # the Lagrange basis of the active segment sums to 1, so c / in_features on every weight of the links
+            # into output o adds exactly c to o, whatever the input: a bias without a new parameter
+            layer.weight.mul_(weight_scale).add_(log_prior.to(layer.weight) / layer.in_features)
+        elif isinstance(layer, nn.Linear):
+            layer.weight.mul_(weight_scale)
+            layer.bias.mul_(weight_scale).add_(log_prior.to(layer.bias))
+        else:
+            raise TypeError(f"cannot put a prior into a {type(layer).__name__} output layer")
+
+
 class HighOrderLM(nn.Module):
     """Shared parts of the networks: the character scalars, the protocol attributes and the inspection hooks."""
 
     lm_kind = "window"
+    head_name = "output_layer"  # the submodule that returns the logits
 
     def __init__(self, vocab_size: int, context_length: int, lm_kind: str = "window"):
         super().__init__()
@@ -38,6 +55,18 @@ class HighOrderLM(nn.Module):
         if idx.shape[-1] != self.context_length:
             raise ValueError(f"expected {self.context_length} context characters, got {idx.shape[-1]}")
         return chars_to_scalars(idx, self.vocab_size)
+
+    def start_at_unigram(self, log_prior: torch.Tensor, weight_scale: float | None = None) -> None:
+        """Start the logits at the training text's log unigram frequencies (V,) plus a small random part.
+
+        Karpathy's "init the final layer to the data's prior": the first loss is then about the unigram entropy
+        (3.3 nats on the seed's book, not ln V = 4.3), so every step of learning counts below it; the seed lines
+        at lr 1e-5 spent their first minute just walking down to the prior. A piecewise head (uniform init: logits
+        of std ~0.03) keeps its random part; an nn.Linear head's is shrunk by LINEAR_HEAD_SCALE."""
+        head = self.get_submodule(self.head_name)
+        if weight_scale is None:
+            weight_scale = LINEAR_HEAD_SCALE if isinstance(head, nn.Linear) else 1.0
+        start_at_prior(head, log_prior, weight_scale)
 
     def piecewise_layers(self) -> list[PiecewisePolynomial]:
         """The piecewise polynomial layers in order (for link-function plots)."""
@@ -130,6 +159,8 @@ class TailFocusNet(HighOrderLM):
     """Long contexts, coarser with distance: chunks doubling in length away from the tail, each squeezed by its
     own piecewise layer to `chunk_features`, then a piecewise MLP on the concatenation."""
 
+    head_name = "mlp.output_layer"
+
     def __init__(self, vocab_size: int, context_length: int, n: int, segments: int, layer_type: str,
                  hidden_width: int, hidden_layers: int, focus: int, chunk_features: int, normalization: str,
                  initialization: str, input_segments: int):
@@ -179,6 +210,8 @@ class HighOrderTransformer(HighOrderLM):
 
     `high_order_blocks=False` keeps only the piecewise input and uses standard transformer blocks (ReLU MLPs)."""
 
+    head_name = "head"
+
     def __init__(self, vocab_size: int, context_length: int, n: int, segments: int, layer_type: str,
                  hidden_width: int, hidden_layers: int, heads: int, initialization: str, input_segments: int,
                  high_order_blocks: bool = True):
@@ -216,6 +249,8 @@ class HighOrderMamba(HighOrderLM):
 
     Without fused kernels mambapy materialises (B, T, 2 * hidden_width, d_state) tensors in every layer, so a
     CPU step grows with d_state: 4 (not mambapy's 16) made it 2.8x (batch 1024) to 4.4x (batch 256) faster here."""
+
+    head_name = "head"
 
     def __init__(self, vocab_size: int, context_length: int, n: int, layer_type: str, hidden_width: int,
                  hidden_layers: int, initialization: str, input_segments: int, d_state: int = 4):
