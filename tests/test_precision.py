@@ -178,7 +178,7 @@ def test_explicit_precision_wins_without_probing(tiny_fashion, tmp_path, monkeyp
     assert choice.precision == BF16 and choice.reason == "train.precision"
     assert cfg.train.precision_chosen == "" and fabric.strategy.precision.precision == BF16
     cfg = tiny_cfg(tiny_fashion, 2, "train.precision=32")  # Fabric's other spellings are Fabric's to apply
-    fit(make_fabric(cfg.train), build_experiment(cfg), cfg, tmp_path / "run")
+    run(cfg, tmp_path / "run", reuse=True)
     assert load_config(tmp_path / "run" / "config.yaml").train.precision == "32"
 
 

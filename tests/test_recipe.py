@@ -138,7 +138,7 @@ def test_resize_to_a_larger_side_reaches_model_and_evaluation(tiny_fashion):
                                          "model.patch_size=6", "data.augment=false"])
     exp = build_experiment(cfg)
     assert exp.train_batches.batch(0)[0].shape[-2:] == (36, 36) and exp.model.stem.grid_size == (6, 6)
-    assert 0 <= exp.evaluate(exp.model.eval())["test/acc"] <= 1
+    assert 0 <= exp.final_evaluate(exp.model.eval())["test/acc"] <= 1  # test is scored once, at the end
 
 
 @pytest.mark.parametrize("override, message", [("data.mix_prob=1.5", "data.mix_prob=1.5: must be in"),
