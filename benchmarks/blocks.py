@@ -58,7 +58,7 @@ def train_one(preset: str, overrides: list[str], minutes: float, run_dir: Path, 
     start = started[0]
     val = {"val_accuracy": round(result["val/acc"], 4)} if "val/acc" in result else {}
     return {"params": count_parameters(exp.model), **val, "test_accuracy": round(result["test/acc"], 4),
-            "test_loss": round(result["test/loss"], 4), "steps": result["step"],
+            "test_loss": round(result["test/loss"], 4), "steps": result["step"], "precision": result["precision"],
             "train_seconds": round(result["train_seconds"], 1), "wall_seconds": round(time.perf_counter() - start, 1),
             "run_dir": str(run_dir)}
 

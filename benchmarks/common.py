@@ -110,7 +110,9 @@ def write_results(path: Path, args: argparse.Namespace, seeds: list[int], result
 def train(cfg, run_dir: Path, build=None, prepare=None) -> tuple:
     """Train `cfg` into `run_dir` through `allmlp.engine.run`, the run path of `allmlp train` (processes, seed,
     experiment, fit, shutdown); returns (experiment, result with "build_seconds", the time `build(cfg)` took: a
-    count model's fit). `prepare(exp)` runs between building and fitting."""
+    count model's fit, and "precision", what the run trained in: auto's choice as config.yaml records it).
+    `prepare(exp)` runs between building and fitting."""
+    from allmlp.configure import load_config
     from allmlp.engine import run
     from allmlp.tasks import build_experiment
 
@@ -124,7 +126,9 @@ def train(cfg, run_dir: Path, build=None, prepare=None) -> tuple:
 
     result = run(cfg, run_dir, reuse=True, build=timed_build,
                  prepare=None if prepare is None else lambda exp, path, fabric: prepare(exp))
-    return built[0], {**result, "build_seconds": seconds[0]}
+    recorded = load_config(Path(run_dir) / "config.yaml").train
+    return built[0], {**result, "build_seconds": seconds[0],
+                      "precision": recorded.precision_chosen or recorded.precision}
 
 
 def save_line_plot(fig, ax, path: Path, title: str, legend_fontsize: float | None = None) -> Path:

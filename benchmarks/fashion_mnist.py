@@ -71,7 +71,7 @@ def run(preset: str, minutes: float, overrides: list[str], run_dir: Path) -> dic
     return {"model": cfg.model.name, "model_args": cfg.model.args, "params": count_parameters(exp.model),
             "val_size": cfg.data.val_size, "eval_hflip": cfg.data.eval_hflip, **measured,
             "train_seconds": round(result["train_seconds"], 1), "steps": result["step"],
-            "wall_seconds": round(time.perf_counter() - start, 1)}
+            "precision": result["precision"], "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
 def markdown_table(rows: list[dict]) -> str:

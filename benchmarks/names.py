@@ -76,7 +76,7 @@ def train_one(preset: str, minutes: float, run_dir: Path, overrides: list[str]) 
     return {"val_loss": round(metrics["val/loss"], 4), "test_loss": round(metrics["test/loss"], 4),
             "params": count_parameters(exp.model), "train_seconds": round(result["train_seconds"], 1),
             "steps": result["step"], "positions_per_second": round(targets / max(result["train_seconds"], 1e-9)),
-            "preset": preset, "overrides": overrides, "run_dir": str(run_dir)}
+            "preset": preset, "overrides": overrides, "precision": result["precision"], "run_dir": str(run_dir)}
 
 
 def run_model(name: str, args, data: list[str], runs: Path) -> dict:

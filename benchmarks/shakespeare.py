@@ -220,7 +220,8 @@ def train_one(setup: tuple[dict, list[str]], minutes: float, run_dir: Path, extr
     return {"val_loss": round(final["val/loss"], 4), "test_loss": round(final["test/loss"], 4),
             "params": count_parameters(exp.model), "tokens_per_second": round(tokens / result["train_seconds"]),
             "steps": result["step"], "train_seconds": round(result["train_seconds"], 1),
-            "eval_seconds": round(clock["evaluating"], 1), "eval_interval_steps": cfg.train.eval_interval,
+            "precision": result["precision"], "eval_seconds": round(clock["evaluating"], 1),
+            "eval_interval_steps": cfg.train.eval_interval,
             "val_bpc": round(final["val/loss"] / math.log(2), 4), "curve": curve, "model": model,
             "overrides": overrides}
 

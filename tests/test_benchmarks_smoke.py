@@ -7,6 +7,7 @@ faults.py is exercised by tests/test_faults.py, which runs its kill fuzz.
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -85,6 +86,13 @@ def test_names_smoke_reports_seeds_with_spread_and_labels_makemore_splits(smoke_
     assert results["models"]["ngram3"]["deterministic"] and len(results["models"]["ngram3"]["runs"]) == 1
     assert {entry["split"] for entry in results["makemore_reference"].values()} == {"dev/val", "test"}
     assert len(results["names"]["sha256"]) == 64 and results["names"]["stand_in"] is False
+
+
+@pytest.mark.parametrize("script", ["names.py", "shakespeare.py", "fashion_mnist.py", "blocks.py"])
+def test_equal_time_smoke_records_the_precision_each_run_trained_in(smoke_results, script):
+    text = json.dumps(smoke_results[script][2])
+    recorded = {value for value in re.findall(r'"precision": "([^"]+)"', text)}
+    assert recorded and recorded <= {"32-true", "bf16-mixed"}  # auto's choice, never the word "auto"
 
 
 def test_highorder_smoke_checks_the_bound_against_the_fastest_linear(smoke_results):
