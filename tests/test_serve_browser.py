@@ -28,10 +28,15 @@ def site(serve_runs):
 
 
 def wait(driver, condition, seconds: float = 60):
-    """Wait for `condition(driver)` to be true (bounds the wait; nothing is timed)."""
+    """Wait for `condition(driver)` to be true (bounds the wait; nothing is timed).
+
+    The pages redraw their tables in place, so an element found a moment ago can be gone: that counts as
+    "not yet" and the condition is asked again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds, poll_frequency=0.05).until(condition)
+    return WebDriverWait(driver, seconds, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def screenshot(driver, tmp_path: Path, name: str) -> Path:
@@ -85,12 +90,11 @@ def generations(site) -> dict:
 def test_runs_page_lists_filters_sorts_and_updates_live(browser, site, serve_runs, tmp_path):
     set_inner_width(browser, 1280)
     browser.get(site.url + "/")
-    wait(browser, lambda d: len(all_css(d, "#runs tbody tr")) == 2)
-    rows = [row.get_attribute("data-run") for row in all_css(browser, "#runs tbody tr")]
-    assert rows == [IMAGE_RUN, LM_RUN]
-    lm_row = by_css(browser, f'tr[data-run="{LM_RUN}"]')
-    assert "causal_mixer" in lm_row.text and "finished" in lm_row.text
-    assert [a.text for a in lm_row.find_elements("css selector", "td.links a")] == ["chat", "report", "figures"]
+    wait(browser, lambda d: [r.get_attribute("data-run") for r in all_css(d, "#runs tbody tr")] == [IMAGE_RUN, LM_RUN])
+    lm_text, lm_links = wait(browser, lambda d: (by_css(d, f'tr[data-run="{LM_RUN}"]').text, [
+        a.text for a in by_css(d, f'tr[data-run="{LM_RUN}"]').find_elements("css selector", "td.links a")]))
+    assert "causal_mixer" in lm_text and "finished" in lm_text
+    assert lm_links == ["chat", "report", "figures"]
     set_value(browser, "#filter", "tiny_l")
     wait(browser, lambda d: [r.get_attribute("data-run") for r in all_css(d, "#runs tbody tr")] == [LM_RUN])
     set_value(browser, "#filter", "")
