@@ -42,3 +42,24 @@ def test_embed_errors_are_one_line(tiny_fashion, tmp_path, capsys):
     assert "split 'dev' not available; choose one of train, test, val" in capsys.readouterr().err
     assert main(["embed", str(tmp_path / "nothing"), "--out", str(tmp_path / "f.npy")]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def test_eval_of_the_averaged_weights_and_of_another_image_size(tiny_fashion, tmp_path, capsys):
+    import json
+
+    from allmlp.tasks.classification import classification_metrics, predict
+
+    run = tmp_path / "run"
+    train(tiny_fashion, run, "train.ema_decay=0.5", "model.name=mixer_tiny_28", "model.patch_size=7")
+    assert main(["eval", str(run), "--ema", "--img-size", "56"]) == 0
+    result = json.loads((run / "eval_ema_56px.json").read_text())
+    assert result["weights"] == "ema" and result["img_size"] == 56 and (run / "confusion_test_ema_56px.png").is_file()
+    model, cfg, _ = load_run(run, ema=True)
+    images, labels = load_splits(cfg)["test"]
+    expected = classification_metrics(predict(model, images, 64, cfg.data.eval_hflip, 56), labels)
+    assert result["test/acc"] == expected["acc"] and abs(result["test/loss"] - expected["loss"]) < 1e-6
+    raw, _, _ = load_run(run)
+    assert not torch.equal(raw.head.weight, model.head.weight)  # the two files differ, and eval read the EMA one
+    assert main(["eval", str(run), "--img-size", "30"]) == 2  # 30 px is not a multiple of the 7 px patches
+    assert "evaluates images whose height is a multiple of 7" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "run"), "--img-size", "56", "--ema"]) == 0 and not (run / "eval.json").exists()

@@ -201,8 +201,9 @@ def load_tokenizer(run_dir: Path, cfg: Config):
     return tokenizer
 
 
-def load_run(run_dir: str | Path, map_location: str = "cpu"):
-    """Rebuild the model of a run folder: returns (model in eval mode, config, tokenizer or None)."""
+def load_run(run_dir: str | Path, map_location: str = "cpu", ema: bool = False):
+    """Rebuild the model of a run folder: returns (model in eval mode, config, tokenizer or None); `ema`: with the
+    moving average of the weights (model_ema.safetensors) instead of the raw ones."""
     from .models import create_model
 
     run_dir = check_run_dir(run_dir)
@@ -210,8 +211,10 @@ def load_run(run_dir: str | Path, map_location: str = "cpu"):
     if "." in cfg.model.name:  # trained through allmlp.fit: a class of the user's, not a registered model
         raise CheckpointError(f"{run_dir} holds {cfg.model.name}, a model built in Python: build it again and load "
                               f"{run_dir / WEIGHTS} with allmlp.checkpoint.load_weights(model, path)")
+    if ema and not (run_dir / EMA_WEIGHTS).is_file():
+        raise CheckpointError(f"{run_dir} has no {EMA_WEIGHTS}: it was trained without train.ema_decay")
     model = create_model(cfg.model.name, **cfg.model.args)
-    load_weights(model, run_dir / WEIGHTS)
+    load_weights(model, run_dir / (EMA_WEIGHTS if ema else WEIGHTS))
     load_files = hook(model, "load_files")  # e.g. the LightGBM booster's model.txt
     if load_files is not None:
         load_files(run_dir)

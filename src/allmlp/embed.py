@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import EMA_WEIGHTS, CheckpointError, check_run_dir, load_run, load_weights
+from .checkpoint import check_run_dir, load_run
 from .data.batches import iterate_in_order
 from .data.images import resize_images
 from .models import model_info
@@ -31,14 +31,10 @@ def embed_run(run_dir: str | Path, split: str = "test", ema: bool = False) -> tu
     from .tasks.classification import load_splits
 
     run_dir = check_run_dir(run_dir)
-    model, cfg, _ = load_run(run_dir)
+    model, cfg, _ = load_run(run_dir, ema=ema)
     if model_info(cfg.model.name)["task"] != "image":
         raise ValueError(f"embed needs an image model; {run_dir} holds {cfg.model.name}, a "
                          f"{model_info(cfg.model.name)['task']} model")
-    if ema:
-        if not (run_dir / EMA_WEIGHTS).is_file():
-            raise CheckpointError(f"{run_dir} has no {EMA_WEIGHTS}: it was trained without train.ema_decay")
-        load_weights(model, run_dir / EMA_WEIGHTS)
     splits = load_splits(cfg)
     if split not in splits:
         raise ValueError(f"split {split!r} not available; choose one of {', '.join(splits)}")

@@ -65,14 +65,15 @@ def figures_for_run(run_dir: str | Path, out_dir: str | Path | None = None, conf
     return figures
 
 
-def evaluate_with_figures(model: nn.Module, cfg, run_dir: str | Path, split: str = "test", tokenizer=None) -> dict:
-    """The task's evaluation of a trained model; a confusion matrix becomes `confusion_{split}.png` in `run_dir`
-    (its path under "confusion_png"), so the result is plain JSON."""
+def evaluate_with_figures(model: nn.Module, cfg, run_dir: str | Path, split: str = "test", tokenizer=None,
+                          tag: str = "") -> dict:
+    """The task's evaluation of a trained model; a confusion matrix becomes `confusion_{split}{tag}.png` in
+    `run_dir` (its path under "confusion_png"), so the result is plain JSON."""
     from ..tasks import task_module
 
     result = task_module(cfg).evaluate_run(model, cfg, run_dir, split=split, tokenizer=tokenizer)
     if "confusion_matrix" in result:
         png = plot_confusion_matrix(result.pop("confusion_matrix"), result.pop("classes"),
-                                    Path(run_dir) / f"confusion_{split}.png")
+                                    Path(run_dir) / f"confusion_{split}{tag}.png")
         result["confusion_png"] = str(png)
     return result
