@@ -2,14 +2,15 @@
 
 Run under the benchmark lock (one benchmark at a time on the shared machine):
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/precision.py [--seconds 120] [--skip-equal-time]
-Writes benchmarks/results/precision.json:
+Writes benchmarks/results/precision_CPU.json, one file per kind of machine (CPU: the processor's first two words,
+e.g. precision_amd_epyc.json, precision_intel_xeon.json), since the answer differs between CPUs:
 - families: training samples/s of each family (forward, loss, backward, AdamW step through the same code path as
   the engine's precision plugins) in fp32 and bf16-mixed, measured in interleaved rounds in this one process; the
   ratio; and what auto's own probe (precision.run_probe, the one a run makes) chose, with its cost in seconds.
   `auto_vs_best` is the chosen setting's samples/s over the faster one's (the target: >= 0.95 for every family).
 - equal_time: the causal Mixer on Shakespeare and the Fashion-MNIST Mixer trained for the same wall-clock seconds
-  in fp32 and under auto (auto's budget is cut by a fresh probe's cost, so a cold-cache probe is paid for); the
-  val metric each reached.
+  in fp32 and under auto (auto's budget is cut by a fresh probe's cost, so a cold-cache probe is paid for), in
+  interleaved repeats (fp32, auto, auto, fp32); the median val metric of each and every run's figure.
 --smoke: two small families, one round, and a few seconds of equal-time training on made-up data.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from common import (add_common_arguments, family_batch, output_path, smoke_fashi
                     write_results)
 
 from allmlp import precision
-from allmlp.machine import torch_threads
+from allmlp.machine import cpu_model, torch_threads
 from allmlp.tasks.language import lm_loss
 
 FAMILIES = {  # model -> (batch size, family): the families of benchmarks/ddp.py, a Bengio MLP and a high-order net
@@ -49,6 +51,12 @@ EQUAL_TIME = {  # name -> (preset, metric, smoke data override)
     "causal_mixer_shakespeare": ("shakespeare_mixer", "val/loss", "text"),
     "fashion_mnist_mixer": ("fashion_mixer", "val/acc", "fashion"),
 }
+
+
+def machine_slug() -> str:
+    """The processor's first two words, lower case, without trademarks: "Intel(R) Xeon(R) Processor" -> intel_xeon."""
+    words = re.sub(r"\(.*?\)", " ", cpu_model()).lower().split()
+    return "_".join(re.sub(r"[^a-z0-9]", "", word) for word in words[:2]) or "cpu"
 
 
 def family_timer(name: str, batch_size: int) -> tuple[precision.StepTimer, int]:
@@ -132,34 +140,43 @@ def probe_cost(preset: str, extra: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def equal_time(seconds: float, smoke_data: dict[str, list[str]]) -> dict:
-    """For each EQUAL_TIME model: the val metric after `seconds` in fp32 and under auto (minus a probe's cost)."""
+def equal_time(seconds: float, repeats: int, smoke_data: dict[str, list[str]]) -> dict:
+    """For each EQUAL_TIME model: the val metric after `seconds` in fp32 and under auto (minus a probe's cost),
+    in `repeats` pairs run as fp32, auto, auto, fp32, ... so a drift in the machine's speed hits both alike."""
     out = {}
     for name, (preset, metric, data_kind) in EQUAL_TIME.items():
         extra = smoke_data.get(data_kind, [])
         cost = probe_cost(preset, extra)
-        fp32 = train_for(preset, seconds, metric, ["train.precision=32-true", *extra])
-        auto = train_for(preset, max(seconds - cost, 1.0), metric, ["train.precision=auto", *extra])
-        out[name] = {"preset": preset, "metric": metric, "seconds": seconds, "fp32_val": fp32["val"],
-                     "auto_val": auto["val"], "fp32_steps": fp32["steps"], "auto_steps": auto["steps"],
-                     "auto_precision": auto["precision"], "probe_seconds": round(cost, 2)}
-        print(f"  {name}: {metric} fp32 {fp32['val']:.4f} ({fp32['steps']} steps), auto {auto['val']:.4f} "
-              f"({auto['steps']} steps, {auto['precision']})", flush=True)
+        runs: dict[str, list[dict]] = {"fp32": [], "auto": []}
+        for pair in range(repeats):
+            for which in (("fp32", "auto") if pair % 2 == 0 else ("auto", "fp32")):
+                budget, setting = (seconds, "32-true") if which == "fp32" else (max(seconds - cost, 1.0), "auto")
+                runs[which].append(train_for(preset, budget, metric, [f"train.precision={setting}", *extra]))
+        fp32_val, auto_val = (statistics.median(r["val"] for r in runs[w]) for w in ("fp32", "auto"))
+        out[name] = {"preset": preset, "metric": metric, "seconds": seconds, "repeats": repeats,
+                     "fp32_val": round(fp32_val, 4), "auto_val": round(auto_val, 4),
+                     "fp32_vals": [r["val"] for r in runs["fp32"]], "auto_vals": [r["val"] for r in runs["auto"]],
+                     "fp32_steps": [r["steps"] for r in runs["fp32"]], "auto_steps": [r["steps"] for r in runs["auto"]],
+                     "auto_precision": runs["auto"][0]["precision"], "probe_seconds": round(cost, 2)}
+        print(f"  {name}: {metric} fp32 {out[name]['fp32_vals']} ({out[name]['fp32_steps']} steps), auto "
+              f"{out[name]['auto_vals']} ({out[name]['auto_steps']} steps, {runs['auto'][0]['precision']})",
+              flush=True)
     return out
 
 
 def main() -> None:
-    """Measure and write benchmarks/results/precision.json."""
+    """Measure and write benchmarks/results/precision_CPU.json."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved fp32 / bf16 rounds per family")
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per round and precision")
     parser.add_argument("--seconds", type=float, default=120, help="equal-time budget per training (default 120)")
+    parser.add_argument("--repeats", type=int, default=2, help="equal-time trainings per precision (interleaved)")
     parser.add_argument("--skip-equal-time", action="store_true", help="only the families' speeds")
     add_common_arguments(parser, "precision")
     args = parser.parse_args()
     families, smoke_data = FAMILIES, {}
     if args.smoke:
-        args.rounds, args.steps, args.seconds = 1, 2, min(args.seconds, 3.0)
+        args.rounds, args.steps, args.seconds, args.repeats = 1, 2, min(args.seconds, 3.0), 1
         families = SMOKE_FAMILIES
         folder = smoke_folder("precision")
         smoke_data = {"fashion": [f"data.path={smoke_fashion(folder)}", "data.val_size=32"],
@@ -174,8 +191,8 @@ def main() -> None:
                            "one process; the ratio only means something within this run"}
     if not args.skip_equal_time:
         print(f"equal time: {args.seconds:.0f} s of training, fp32 against auto", flush=True)
-        results["equal_time"] = equal_time(args.seconds, smoke_data)
-    write_results(output_path(args, "precision"), args, [0], results)
+        results["equal_time"] = equal_time(args.seconds, args.repeats, smoke_data)
+    write_results(output_path(args, f"precision_{machine_slug()}"), args, [0], results)
 
 
 if __name__ == "__main__":
