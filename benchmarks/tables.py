@@ -33,7 +33,7 @@ def provenance(results: dict) -> str:
     machine = results["machine"]
     dirty = " with uncommitted changes" if results.get("git_dirty") else ""
     note = f"; {results['note']}" if results.get("note") else ""
-    return (f"*{machine['cpu_model']}, {machine['torch_threads']} torch threads, torch {machine['torch_version']}; "
+    return (f"*{machine['cpu_model']}, torch threads: {machine['torch_threads']}, torch {machine['torch_version']}; "
             f"commit `{results['git_commit'][:7]}`{dirty}, {results['date_utc'][:10]}{note}.*")
 
 
@@ -105,7 +105,23 @@ def precision_table(results: dict) -> str:
         provenance(results)
 
 
-RENDERERS = {"names": names_table, "fashion_mnist": fashion_mnist_table, "precision": precision_table}
+def generate_table(results: dict) -> str:
+    """Per context: the Toeplitz causal Mixer's incremental chars/s against its window and exact recomputes, the
+    full-matrix causal Mixer's two paths, and the GPT's nanoGPT loop."""
+    lines = ["| context | Toeplitz causal Mixer, incremental | same model, window recompute | incremental / window "
+             "(wall; CPU time) | same model, exact full recompute | incremental / exact | full-matrix causal Mixer, "
+             "incremental / full | GPT, nanoGPT loop |", "| ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |"]
+    for context, row in results["contexts"].items():
+        toeplitz, full = row["models"]["causal_mixer_toeplitz"], row["models"]["causal_mixer"]
+        lines.append(f"| {int(context):,} | **{row['incremental_chars_per_s']:,.1f}** | {row['full_chars_per_s']:,.1f} | "
+                     f"{row['incremental_over_full']:.2f}x; {row['incremental_over_full_cpu']:.2f}x | "
+                     f"{toeplitz['full']['chars_per_s']:,.1f} | {toeplitz['incremental_speedup']:.2f}x | "
+                     f"{full['incremental']['chars_per_s']:,.1f} / {full['full']['chars_per_s']:,.1f} | "
+                     f"{row['gpt_chars_per_s']:,.1f} |")
+    return "\n".join(lines) + "\n\nCharacters per second. " + provenance(results)
+
+
+RENDERERS = {"generate": generate_table, "names": names_table, "fashion_mnist": fashion_mnist_table, "precision": precision_table}
 
 
 def render(name: str) -> str:
