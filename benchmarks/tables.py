@@ -28,6 +28,11 @@ def pm(spread: dict, digits: int = 3) -> str:
     return f"{spread['mean']:.{digits}f} ± {spread['std']:.{digits}f} (n={len(spread['values'])})"
 
 
+def counts(values: int | list[int]) -> str:
+    """Step counts of one run or of several: 2,501 or 2,501, 2,588."""
+    return ", ".join(f"{v:,}" for v in (values if isinstance(values, list) else [values]))
+
+
 def provenance(results: dict) -> str:
     """One line: the machine, the commit and the note the file records."""
     machine = results["machine"]
@@ -99,7 +104,7 @@ def precision_table(results: dict) -> str:
             fp32 = ", ".join(f"{v:.4f}" for v in row.get("fp32_vals", [row["fp32_val"]]))
             auto = ", ".join(f"{v:.4f}" for v in row.get("auto_vals", [row["auto_val"]]))
             lines.append(f"| {name} (`{row['preset']}`) | {row['metric']} | {row['seconds']:g} | {fp32} | {auto} | "
-                         f"{row['fp32_steps']} / {row['auto_steps']} | {row['auto_precision']} |")
+                         f"{counts(row['fp32_steps'])} / {counts(row['auto_steps'])} | {row['auto_precision']} |")
     met = "met" if results["auto_within_5_percent_of_best"] else "**missed**"
     return "\n".join(lines) + f"\n\nTarget (auto within 5% of the faster setting for every family): {met}. " + \
         provenance(results)
