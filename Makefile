@@ -45,11 +45,16 @@ test: setup
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-# Every benchmark, one after the other (about 80 minutes on 2 CPU cores); each writes benchmarks/results/*.json.
-BENCHMARKS ?= engine_overhead faults ngram fashion_mnist names shakespeare bengio_three highorder blocks ddp serve
+# Every benchmark, one after the other (about 8 hours on 2 CPU cores: shakespeare's GPT search alone takes ~5.5);
+# each writes benchmarks/results/*.json with the arguments its committed file was made with.
+BENCHMARKS ?= engine_overhead faults ngram fashion_mnist names shakespeare bengio_three highorder blocks ddp serve \
+	precision generate bigdata
 bench: data
 	$(BIN)/allmlp data fetch shakespeare names
-	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; \
+		case $$b in faults) extra="--kills 240 --per-chain 30";; generate) extra="--threads 1";; \
+			bigdata) extra="--repeats 2";; *) extra="";; esac; \
+		$(BIN)/python benchmarks/$$b.py $$extra || exit 1; done
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

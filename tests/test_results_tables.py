@@ -49,3 +49,12 @@ def test_names_verdict_needs_the_gap_to_exceed_the_spread():
     table = tables.names_table(results)
     assert "| `clear` |" in table and "better by 0.100 (spread 0.010)" in table
     assert "not better (+0.010, spread 0.020)" in table and "**stand-in**" in table
+
+
+def test_make_bench_reruns_the_script_of_every_committed_results_file():
+    makefile = (ROOT / "Makefile").read_text()
+    listed = makefile.split("BENCHMARKS ?=")[1].split("\nbench:")[0].replace("\\", " ").split()
+    for path in sorted(tables.RESULTS.glob("*.json")):
+        script = next((name for name in listed if path.stem == name or path.stem.startswith(f"{name}_")), None)
+        assert script, f"{path.name}: no benchmark in make bench writes it"
+        assert (ROOT / "benchmarks" / f"{script}.py").is_file()
