@@ -373,8 +373,10 @@ def test_openapi_lists_the_api(server):
 
 def test_the_serve_command_prints_its_url_and_serves(serve_runs):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    # as from a terminal: Ctrl-C delivered (a runner that started us in the background may have set SIGINT ignored)
     process = subprocess.Popen([sys.executable, "-m", "allmlp", "serve", str(serve_runs), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = process.stdout.readline()
         assert line.startswith(f"allmlp serve: {serve_runs.resolve()} at http://127.0.0.1:"), line
