@@ -33,7 +33,7 @@ def test_unknown_command_and_preset_are_one_line_errors(capsys):
     assert "did you mean 'train'" in capsys.readouterr().err
     assert main(["train", "fashion_mixr"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["allmlp train: error: unknown preset 'fashion_mixr'; did you mean fashion_mixer?"]
+    assert err == ["allmlp train: error: unknown preset 'fashion_mixr'; did you mean fashion_mixer, fashion_gmlp?"]
 
 
 def test_bad_override_is_one_line_error(capsys):
