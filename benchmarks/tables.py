@@ -46,16 +46,16 @@ def names_table(results: dict) -> str:
     """Per model: params, steps, precision, val and test loss (mean ± std over seeds), and whether the gap to the
     best count model on val exceeds the model's seed spread."""
     models = results["models"]
-    counts = {name: m for name, m in models.items() if m["deterministic"]}
-    best_count = min(counts, key=lambda name: counts[name]["val_loss"]["mean"]) if counts else None
-    lines = ["| model | params | steps (first seed) | precision | val loss | test loss | against the best count model (val) |",
-             "| --- | ---: | ---: | --- | --- | --- | --- |"]
+    count_models = {name: m for name, m in models.items() if m["deterministic"]}
+    best_count = min(count_models, key=lambda name: count_models[name]["val_loss"]["mean"]) if count_models else None
+    lines = ["| model | params | steps (first seed) | precision | val loss | test loss | "
+             "against the best count model (val) |", "| --- | ---: | ---: | --- | --- | --- | --- |"]
     for name, model in sorted(models.items(), key=lambda item: item[1]["val_loss"]["mean"]):
         first = next(iter(model["runs"].values()))
         steps = "counted" if model["deterministic"] else f"{first['steps']:,}"
         verdict = ""
         if best_count and name != best_count:
-            gap = counts[best_count]["val_loss"]["mean"] - model["val_loss"]["mean"]
+            gap = count_models[best_count]["val_loss"]["mean"] - model["val_loss"]["mean"]
             noise = model["val_loss"]["std"]
             verdict = (f"better by {gap:.3f} (spread {noise:.3f})" if gap > noise else
                        f"not better ({gap:+.3f}, spread {noise:.3f})")
@@ -90,8 +90,8 @@ def fashion_mnist_table(results: dict) -> str:
 def precision_table(results: dict) -> str:
     """Per family: fp32 and bf16-mixed samples/s, their ratio, auto's pick and its speed over the faster setting;
     then the equal-time runs."""
-    lines = ["| family | model | batch | fp32 samples/s | bf16-mixed samples/s | bf16 / fp32 | auto picks | auto / best |"
-             " probe |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines = ["| family | model | batch | fp32 samples/s | bf16-mixed samples/s | bf16 / fp32 | auto picks | "
+             "auto / best | probe |", "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
     for name, row in results["families"].items():
         lines.append(f"| {row['family']} | `{name}` | {row['batch_size']} | {row['fp32']:,.0f} | {row['bf16']:,.0f} | "
                      f"{row['ratio']:.2f} | {row['auto']} | {row['auto_vs_best']:.3f} | "
@@ -118,7 +118,8 @@ def generate_table(results: dict) -> str:
              "incremental / full | GPT, nanoGPT loop |", "| ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |"]
     for context, row in results["contexts"].items():
         toeplitz, full = row["models"]["causal_mixer_toeplitz"], row["models"]["causal_mixer"]
-        lines.append(f"| {int(context):,} | **{row['incremental_chars_per_s']:,.1f}** | {row['full_chars_per_s']:,.1f} | "
+        lines.append(f"| {int(context):,} | **{row['incremental_chars_per_s']:,.1f}** | "
+                     f"{row['full_chars_per_s']:,.1f} | "
                      f"{row['incremental_over_full']:.2f}x; {row['incremental_over_full_cpu']:.2f}x | "
                      f"{toeplitz['full']['chars_per_s']:,.1f} | {toeplitz['incremental_speedup']:.2f}x | "
                      f"{full['incremental']['chars_per_s']:,.1f} / {full['full']['chars_per_s']:,.1f} | "
@@ -126,7 +127,8 @@ def generate_table(results: dict) -> str:
     return "\n".join(lines) + "\n\nCharacters per second. " + provenance(results)
 
 
-RENDERERS = {"generate": generate_table, "names": names_table, "fashion_mnist": fashion_mnist_table, "precision": precision_table}
+RENDERERS = {"generate": generate_table, "names": names_table, "fashion_mnist": fashion_mnist_table,
+             "precision": precision_table}
 
 
 def render(name: str) -> str:

@@ -32,7 +32,8 @@ def test_a_number_typed_by_hand_is_put_back(tmp_path):
     path, name, body = marked_tables()[0]
     typed = body.replace(body.split("|")[-3], " 0.9999 ", 1)
     text = f"before\n<!-- results: {name} -->\n{typed}<!-- /results -->\nafter\n"
-    assert typed != body and tables.refreshed(text) == f"before\n<!-- results: {name} -->\n{body}<!-- /results -->\nafter\n"
+    expected = f"before\n<!-- results: {name} -->\n{body}<!-- /results -->\nafter\n"
+    assert typed != body and tables.refreshed(text) == expected
 
 
 def test_names_verdict_needs_the_gap_to_exceed_the_spread():
