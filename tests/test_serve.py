@@ -123,7 +123,9 @@ def test_one_run_with_its_config_and_what_the_model_takes(server, name):
 
 # Clients drop plain `..` and `.` parts before sending (as browsers do); percent-encoded ones reach the server.
 BAD_NAMES = ["%2e%2e", "%2e%2e/runs/text/tiny_lm", "%2e%2e/%2e%2e/etc", "text/%2e%2e/text/tiny_lm", "text/%2E/tiny_lm",
-             "%2Fetc", "escape", "text", "missing", "text/tiny_lm%5Cx", "text%00"]
+             "%2Fetc", "escape", "text", "missing", "text/tiny_lm%5Cx", "text%00",
+             # too long for the file system (ENAMETOOLONG): a name, then a path of names each too long
+             pytest.param("a" * 5000, id="long-name"), pytest.param("/".join(["b" * 300] * 3), id="long-parts")]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -140,7 +142,7 @@ def test_names_outside_the_runs_folder_or_not_runs_are_404(server, name, method,
 
 @pytest.mark.parametrize("page", ["chat", "classify", "figures", "report"])
 def test_pages_of_names_outside_the_runs_folder_are_404(server, page):
-    for name in ("%2e%2e/outside_run", "escape", "nothing"):
+    for name in ("%2e%2e/outside_run", "escape", "nothing", "a" * 5000):
         response = httpx.get(f"{server.url}/{page}/{name}")
         assert response.status_code == 404 and response.json()["error"].startswith("no run named")
 

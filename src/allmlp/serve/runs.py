@@ -41,14 +41,18 @@ def discover_runs(root: Path) -> list[str]:
 
 def resolve_run(root: Path, name: str) -> Path:
     """The run folder `name` under `root` (resolved), or RunNotFound for any name that is not one of its runs:
-    empty, absolute, `..`/`.` parts, backslashes, NUL, or a symlink that leads out of `root`."""
+    empty, absolute, `..`/`.` parts, backslashes, NUL, too long for the file system, or a symlink that leads out of
+    `root`."""
     parts = name.split("/")
     unsafe = not name or name.startswith("/") or "\\" in name or "\x00" in name or \
         any(part in ("", ".", "..") for part in parts)
     if not unsafe:
-        path = root.joinpath(*parts).resolve()
-        if path.is_relative_to(root) and path != root and is_run_folder(path):
-            return path
+        try:  # a name too long for the file system (ENAMETOOLONG) or a part that is a file is not a run either
+            path = root.joinpath(*parts).resolve()
+            if path.is_relative_to(root) and path != root and is_run_folder(path):
+                return path
+        except OSError:
+            pass
     raise RunNotFound(f"no run named {name!r} under the served runs folder")
 
 
