@@ -15,7 +15,7 @@ from allmlp.models import create_model, list_models, model_kwargs
 from allmlp.models.protocol import hook, is_language_model
 
 SOURCE = Path(__file__).parents[1] / "src" / "allmlp"
-# Bottom to top (DESIGN.md): a module may import from its own layer and the layers below it.
+# Bottom to top (the README's Layout section): a module may import from its own layer and the layers below it.
 LAYERS = [
     ("config", "compat", "files", "machine", "data"),
     ("models",),
@@ -72,6 +72,17 @@ def layer_of(name: str) -> int:
         if top in members:
             return index
     raise AssertionError(f"{name} is in no layer of tests/test_architecture.py: add it to LAYERS")
+
+
+def test_the_readme_layout_lists_every_layer_bottom_to_top():
+    import re
+
+    readme = (SOURCE.parents[1] / "README.md").read_text()
+    section = readme.split("### Layout\n", 1)[1].split("\n#", 1)[0]
+    named = [n.rstrip("/") for n in re.findall(r"`([\w/.]+)`", section) if "." not in n and n != "src/allmlp"]
+    expected = [m for members in LAYERS for m in members if m != "__main__"]
+    assert sorted(named) == sorted(expected), "README Layout and LAYERS disagree"
+    assert [layer_of(f"allmlp.{n}") for n in named] == sorted(layer_of(f"allmlp.{n}") for n in named)
 
 
 @pytest.mark.parametrize("name", sorted(set(MODULES) - {"allmlp"}))
