@@ -10,9 +10,9 @@ seed-004 lines.
     the same shape and to the dense expansion (nn.Linear with n*segments times the inputs), eager and compiled;
     the bound (n x segments Linear layers) is checked against the faster of the eager and compiled Linear.
 (c) val loss on the Shakespeare split through benchmarks/shakespeare.py's own procedure (same data, evaluation and
-    clock), next to the causal Mixer: at that benchmark's budget, reusing its causal Mixer result, when
-    results/shakespeare.json exists; else both trained here for 2.5 minutes (keeps this script near 12 minutes);
-    and the Kneser-Ney count models of orders 3 and 5 on the same chars.
+    clock), next to the causal Mixer, both trained here for --shakespeare-minutes (default 2.5), and the
+    Kneser-Ney count models of orders 3 and 5 on the same chars. Nothing is taken from another results file, so
+    every number here comes from this run's commit and machine.
 (d) every seed-004 training line, typed with the seed's words (allmlp/models/highorder/seed_lines.py): loss on
     its first batch, val loss after --seconds of training (default 60), ln V and the unigram entropy beside them,
     and the val loss of the unigram prior the nets start from (below it: learned more than char frequencies).
@@ -37,7 +37,6 @@ from allmlp.models import count_parameters
 from allmlp.models.highorder.layers import PiecewisePolynomial
 
 HERE = Path(__file__).parent
-RESULTS = HERE / "results"
 PROTOCOL = ("absolute times and steps per budget depend on the machine and its load; ratios are measured in one "
             "process, back to back")
 
@@ -116,20 +115,13 @@ def layer_speed(in_features: int, out_features: int, n: int, segments: int, batc
 
 
 def shakespeare(minutes: float, setups: dict, runs: Path, extra: list[str]) -> dict:
-    """Train high-order nets through benchmarks/shakespeare.py's own procedure; the causal Mixer from its results;
-    the Kneser-Ney models of orders 3 and 5 on the same chars."""
+    """Train high-order nets and the causal Mixer through benchmarks/shakespeare.py's own procedure; the
+    Kneser-Ney models of orders 3 and 5 on the same chars."""
     spec = importlib.util.spec_from_file_location("bench_shakespeare", HERE / "shakespeare.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    previous = RESULTS / "shakespeare.json"
     models = {}
-    if previous.is_file() and not extra:
-        saved = json.loads(previous.read_text())
-        if "causal_mixer" in saved.get("models", {}) and abs(saved.get("budget_seconds", -1) - minutes * 60) < 1:
-            models["causal_mixer"] = {**saved["models"]["causal_mixer"], "source": str(previous)}
-    if "causal_mixer" not in models:
-        setups = {"causal_mixer": None, **setups}
-    for name, setup in setups.items():
+    for name, setup in {"causal_mixer": None, **setups}.items():
         if setup is not None:
             bench.SETUPS[name] = setup
         print(f"== shakespeare {name}: {minutes:g} min", flush=True)
@@ -211,8 +203,8 @@ def seed_lines(seconds: float, threads: int, extra: list[str], runs: Path) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--memorise-minutes", type=float, default=2.5, help="training time per memorisation run")
-    parser.add_argument("--shakespeare-minutes", type=float, default=0,
-                        help="budget of (c) (default: results/shakespeare.json's, else 2.5 for both models)")
+    parser.add_argument("--shakespeare-minutes", type=float, default=2.5,
+                        help="training time of each model in (c) (default 2.5)")
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions per layer measurement")
     parser.add_argument("--seconds", type=float, default=60, help="training time per seed-004 line")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the seed lines (0: default)")
@@ -252,9 +244,6 @@ def main() -> None:
             print(json.dumps(out["memorisation"]["runs"][name]), flush=True)
     if "shakespeare" not in args.skip:
         minutes = args.shakespeare_minutes
-        previous = RESULTS / "shakespeare.json"
-        if minutes <= 0:
-            minutes = json.loads(previous.read_text())["budget_seconds"] / 60 if previous.is_file() else 2.5
         ho = ({"name": "ho_large_single_layer", "context_length": 16, "hidden_width": 200},
               ["data.context_length=16", "data.batch_size=512", "optim.name=adam", "optim.lr=3e-3", "optim.weight_decay=0", "train.compile=true"])
         out["shakespeare"] = shakespeare(minutes, {"ho_large_single_layer": ho}, runs, [*smoke_data, *smoke_train])
