@@ -83,6 +83,10 @@ def test_sampling_rules():
     assert {sample_id(logits, 1.0, top_p=0.01, generator=generator) for _ in range(20)} == {1}
     assert {sample_id(logits, 5.0, top_k=2, generator=generator) for _ in range(200)} == {1, 2}
     assert len({sample_id(logits, 5.0, generator=generator) for _ in range(200)}) == 4
+    # extremes a client may send are valid settings, not errors: a temperature whose logits / T overflow, a top_p
+    # that rounds to 0 in float32; both keep only the likeliest char
+    assert {sample_id(logits, 1e-300, generator=generator) for _ in range(20)} == {1}
+    assert {sample_id(logits, 1.0, top_p=1e-300, generator=generator) for _ in range(20)} == {1}
 
 
 def test_chat_answers_each_piped_line_and_obeys_commands(tmp_path):

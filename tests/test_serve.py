@@ -202,6 +202,15 @@ def test_bad_generation_settings_are_one_line_4xx(server, body, status, message)
     assert response.json()["error"].startswith(message), response.json()
 
 
+def test_extreme_but_valid_settings_stream_an_answer(server):
+    greedy = streamed_text(generate(server, prompt="love", max_new_tokens=20, temperature=0))
+    for settings in ({"temperature": 1e-300}, {"top_p": 1e-300, "seed": 1}, {"temperature": 1e300, "top_k": 10**30}):
+        response = generate(server, prompt="love", max_new_tokens=20, **settings)
+        assert [event for event, _ in events(response)][-1] == "done", (settings, response.text)
+        if "top_k" not in settings:  # a vanishing temperature or nucleus keeps only the likeliest char: greedy
+            assert streamed_text(response) == greedy, settings
+
+
 def test_malformed_bodies_and_wrong_runs_are_4xx(server):
     url = f"{server.url}/api/runs/{LM_RUN}/generate"
     response = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})

@@ -108,14 +108,17 @@ def sample_id(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None 
     """One id from logits (V,): greedy at temperature 0, else softmax(logits / T) restricted to top-k / top-p."""
     if temperature <= 0:
         return int(logits.argmax())
-    logits = logits / temperature
+    # below 1e-6 logits / T could overflow to inf, and T itself round to 0 in float32 (then NaN): shifted first,
+    # so the likeliest stays at 0, and T kept at 1e-30 or more (below that it is greedy in float32 anyway)
+    logits = (logits - logits.max()) / max(temperature, 1e-30) if temperature < 1e-6 else logits / temperature
     if top_k is not None and 0 < top_k < logits.numel():
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and 0 < top_p < 1:
         sorted_logits, order = torch.sort(logits, descending=True)
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the smallest set reaching top_p (>= 1 id)
+        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the smallest set reaching top_p (>= 1 id,
+        drop[0] = False  # also where top_p is below float32's smallest number and rounds to 0 here)
         logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = logits.softmax(-1).cpu()
     return int(torch.multinomial(probs, 1, generator=generator))
