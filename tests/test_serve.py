@@ -404,3 +404,16 @@ def test_the_serve_command_refuses_a_missing_folder_in_one_line(tmp_path, capsys
 
     assert main(["serve", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err == f"allmlp serve: error: runs folder not found: {tmp_path / 'nope'}\n"
+
+
+def test_the_readme_serve_section_quotes_serve_json():
+    results = json.loads((ROOT / "benchmarks" / "results" / "serve.json").read_text())
+    section = (ROOT / "README.md").read_text().split("\n## Serve\n")[1].split("\n## ")[0]
+    assert "docs/images/serve_chat.png" in section and "docs/images/serve_classify.png" in section
+    clients = results["clients"]
+    quoted = [results["generate_chars_per_s"], clients["1"]["chars_per_s"], f"{results['web_overhead_ratio']:.3f}",
+              *(clients[c]["ttfc_p50_s"] for c in ("1", "4", "16")), clients["16"]["total_chars_per_s"],
+              results["server_rss_mb"]]
+    for number in quoted:
+        assert str(number) in section, f"README's Serve section does not quote {number} from serve.json"
+    assert all(level["errors"] == 0 for level in clients.values()) and "0 errors" in section
