@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+import tables
 import torch
 from common import (add_common_arguments, output_path, runs_folder, save_line_plot, smoke_fashion, smoke_folder,
                     spread, train, write_results)
@@ -61,21 +62,6 @@ def train_one(preset: str, overrides: list[str], minutes: float, run_dir: Path, 
             "test_loss": round(result["test/loss"], 4), "steps": result["step"], "precision": result["precision"],
             "train_seconds": round(result["train_seconds"], 1), "wall_seconds": round(time.perf_counter() - start, 1),
             "run_dir": str(run_dir)}
-
-
-def markdown_table(rows: dict[str, dict[int, dict]]) -> str:
-    """| blocks | parameters | test accuracy | ... | per data set, as the CIFAR-10 seed's parameter table."""
-    names = list(rows)
-    header = "| blocks | " + " | ".join(f"{n} parameters | {n} test accuracy" for n in names) + " |"
-    lines = [header, "|" + "---|" * (1 + 2 * len(names))]
-    for depth in sorted({d for per_depth in rows.values() for d in per_depth}):
-        cells = []
-        for name in names:
-            entry = rows[name].get(depth, {})
-            acc = entry["test_accuracy"]["mean"] if "test_accuracy" in entry else None
-            cells += [f"{entry['params']:,}" if "params" in entry else "-", f"{acc:.2%}" if acc is not None else "-"]
-        lines.append(f"| {depth} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def plot(rows: dict[str, dict[int, dict]], path: Path, minutes: float) -> Path:
@@ -149,18 +135,17 @@ def main() -> None:
     shown = 4 if 4 in args.blocks else max(args.blocks)  # figures of one trained model, for the README
     figures = figures_for_run(runs / f"blocks_fashion_{shown}", out.parent / f"blocks_fashion_{shown}")
     print("figures: " + ", ".join(str(p) for p in figures.values()))
-    print(markdown_table(rows))
-    write_results(out, args, args.seeds, {
+    written = write_results(out, args, args.seeds, {
         "budget_minutes_per_model": args.minutes,
         "fashion_mnist": {str(d): e for d, e in rows["fashion_mnist"].items()},
         "cifar10": {str(d): e for d, e in rows["cifar10"].items()},
         "cifar10_trained": cifar is not None,
-        "parameter_table_markdown": markdown_table(rows),
         "plot": png.name,
         "protocol": "the time budget is wall clock, so step counts (and with them accuracy) depend on the machine "
                     "and its load; fashion_mixer preset (hidden 128, 4x4 patches, 5,000 training images held out "
                     "for val) with model.depth=N; cifar10 rows without accuracy are parameter counts only "
                     "(no CIFAR-10 files here)"})
+    print(tables.blocks_table(json.loads(written.read_text())))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+import tables
 from common import (add_common_arguments, output_path, runs_folder, smoke_fashion, smoke_folder, train,
                     write_results)
 
@@ -74,17 +75,6 @@ def run(preset: str, minutes: float, overrides: list[str], run_dir: Path) -> dic
             "precision": result["precision"], "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """The table as Markdown: one row per (model, recipe)."""
-    lines = ["| model | recipe | params | steps | val (single) | test (single) | test (flip) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        lines.append(f"| {row['column']} ({row['model']}) | {row['recipe']} | {row['params']:,} | {row['steps']} | "
-                     f"{row.get('val_accuracy_single_view', float('nan')):.4f} | "
-                     f"{row['test_accuracy_single_view']:.4f} | {row['test_accuracy']:.4f} |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="fashion_mixer")
@@ -111,7 +101,7 @@ def main() -> None:
     headline = next((r for r in rows if r["column"] == "mixer" and r["recipe"] == DEFAULT_RECIPE), rows[0])
     result = {**{k: v for k, v in headline.items() if k not in ("column", "recipe")},
               "headline": f"{headline['column']} / {headline['recipe']} recipe",
-              "table": rows, "table_markdown": markdown_table(rows),
+              "table": rows,
               "best_on_val": {"model": best["column"], "recipe": best["recipe"],
                               "val_accuracy_single_view": best.get("val_accuracy_single_view")},
               "recipes": {name: RECIPES[name] for name in args.recipes},
@@ -119,8 +109,8 @@ def main() -> None:
               "protocol": "settings chosen on val accuracy (data.val_size training images held out); test measured "
                           "once per run after training; wall-clock budgets, so steps depend on the machine and its "
                           "load"}
-    print(result["table_markdown"])
-    write_results(output_path(args, "fashion_mnist"), args, [0], result)
+    path = write_results(output_path(args, "fashion_mnist"), args, [0], result)
+    print(tables.fashion_mnist_table(json.loads(path.read_text())))
 
 
 if __name__ == "__main__":

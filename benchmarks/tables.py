@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-MARKED = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+MARKED = re.compile(r"(<!-- results: (?P<name>[\w.:-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
 def pm(spread: dict, digits: int = 3) -> str:
@@ -42,6 +42,16 @@ def provenance(results: dict) -> str:
             f"commit `{results['git_commit'][:7]}`{dirty}, {results['date_utc'][:10]}{note}.*")
 
 
+def against(model: dict, reference: dict | None, label: str) -> str:
+    """Whether `model` beats `reference` on mean val loss by more than the model's seed spread."""
+    if reference is None:
+        return ""
+    if model is reference:
+        return label
+    gap, noise = reference["val_loss"]["mean"] - model["val_loss"]["mean"], model["val_loss"]["std"]
+    return f"better by {gap:.3f} (spread {noise:.3f})" if gap > noise else f"not better ({gap:+.3f}, spread {noise:.3f})"
+
+
 def names_table(results: dict) -> str:
     """Per model: params, steps, precision, val and test loss (mean ± std over seeds), and whether the gap to the
     best count model on val exceeds the model's seed spread."""
@@ -53,14 +63,7 @@ def names_table(results: dict) -> str:
     for name, model in sorted(models.items(), key=lambda item: item[1]["val_loss"]["mean"]):
         first = next(iter(model["runs"].values()))
         steps = "counted" if model["deterministic"] else f"{first['steps']:,}"
-        verdict = ""
-        if best_count and name != best_count:
-            gap = count_models[best_count]["val_loss"]["mean"] - model["val_loss"]["mean"]
-            noise = model["val_loss"]["std"]
-            verdict = (f"better by {gap:.3f} (spread {noise:.3f})" if gap > noise else
-                       f"not better ({gap:+.3f}, spread {noise:.3f})")
-        elif name == best_count:
-            verdict = "the best count model"
+        verdict = against(model, count_models.get(best_count), "the best count model") if best_count else ""
         lines.append(f"| `{name}` | {model['params']:,} | {steps} | {first['precision']} | {pm(model['val_loss'])} | "
                      f"{pm(model['test_loss'])} | {verdict} |")
     names = results["names"]
@@ -127,16 +130,147 @@ def generate_table(results: dict) -> str:
     return "\n".join(lines) + "\n\nCharacters per second. " + provenance(results)
 
 
+def shakespeare_table(results: dict) -> str:
+    """Per budget: every model's params, steps, tokens/s, precision, val / test loss (mean ± std over seeds), the
+    seconds it took to reach the tuned GPT's 3-minute val loss, and its verdicts against the tuned GPT and the best
+    count model; then the GPT search."""
+    models = {name: m for name, m in results["models"].items() if "skipped" not in m}
+    out = []
+    for budget in (f"{m:g}" for m in results["budgets_minutes"]):
+        rows = {name: m[budget] for name, m in models.items() if budget in m}
+        count = {name: r for name, r in rows.items() if r["deterministic"]}
+        best_count = min(count, key=lambda name: count[name]["val_loss"]["mean"]) if count else None
+        out += [f"**{budget} min per run**", "",
+                "| model | params | steps (first seed) | tokens/s (first seed) | precision | val loss | test loss | "
+                "seconds to the tuned GPT's 3-min val | against the tuned GPT (val) | against the best count model "
+                "(val) |", "| --- | ---: | ---: | ---: | --- | --- | --- | ---: | --- | --- |"]
+        for name, row in sorted(rows.items(), key=lambda item: item[1]["val_loss"]["mean"]):
+            first = next(iter(row["runs"].values()))
+            counted = row["deterministic"]
+            reach = row.get("seconds_to_tuned_gpt_3min") or {}
+            seconds = f"{reach['mean']:.0f}" if reach.get("mean") is not None else "never"
+            steps, speed, precision = ("counted", "-", "-") if counted else (
+                f"{first['steps']:,}", f"{first['tokens_per_second']:,}", first["precision"])
+            out.append(f"| `{name}` | {row['params']:,} | {steps} | {speed} | {precision} | {pm(row['val_loss'])} | "
+                       f"{pm(row['test_loss'])} | "
+                       f"{seconds} | {against(row, rows.get('gpt_tuned'), 'the tuned GPT')} | "
+                       f"{against(row, count.get(best_count), 'the best count model') if best_count else ''} |")
+        out.append("")
+    search = results.get("gpt_search") or {}
+    if "trials" in search:
+        best = search["best"]
+        out += [f"GPT search ({search['minutes']:g} min per trial, seed {search['seed']}, ranked by val loss): "
+                + ", ".join(f"batch {t['batch_size']} lr {t['lr']:g} width {t['width']}: {t['val_loss']:.3f}"
+                            for t in search["trials"])
+                + f". Best: batch {best['batch_size']}, lr {best['lr']:g}, width {best['width']}.", ""]
+    elif "given" in search:
+        given = search["given"]
+        out += [f"GPT setting given (not searched): batch {given['batch_size']}, lr {given['lr']:g}, "
+                f"width {given['width']}.", ""]
+    skipped = [f"`{name}` ({m['skipped']})" for name, m in results["models"].items() if "skipped" in m]
+    partial = "" if results.get("complete", True) else "**Incomplete: the run was still going when this was written.** "
+    return "\n".join(out) + (f"Seeds {results['seeds']}. " + (f"Skipped: {', '.join(skipped)}. " if skipped else "")
+                             + partial + provenance(results))
+
+
+def blocks_table(results: dict) -> str:
+    """Per data set and depth: params, steps, precision, val and test accuracy (mean ± std over seeds); data sets
+    without their files show parameter counts only."""
+    lines = ["| data set | blocks | params | steps (each seed) | precision | val accuracy | test accuracy |",
+             "| --- | ---: | ---: | --- | --- | --- | --- |"]
+    for dataset in ("fashion_mnist", "cifar10"):
+        for depth, row in results[dataset].items():
+            if "runs" not in row:
+                lines.append(f"| {dataset} | {depth} | {row['params']:,} | not trained (no files here) | | | |")
+                continue
+            runs = list(row["runs"].values())
+            precision = ", ".join(sorted({r["precision"] for r in runs}))
+            val = pm(row["val_accuracy"], 4) if "val_accuracy" in row else "-"
+            lines.append(f"| {dataset} | {depth} | {row['params']:,} | {counts([r['steps'] for r in runs])} | "
+                         f"{precision} | {val} | {pm(row['test_accuracy'], 4)} |")
+    return "\n".join(lines) + (f"\n\n{results['budget_minutes_per_model']:g} min per run, seeds {results['seeds']}. "
+                               + provenance(results))
+
+
+def layer_speed_table(results: dict) -> str:
+    """Forward + backward time of the piecewise layers over nn.Linear (eager, compiled, the faster Linear), the
+    bound n x segments and the cost against the dense expansion."""
+    lines = ["| layer (in -> out, n, segments, pass) | eager / Linear | compiled / Linear | / the faster Linear | "
+             "bound | verdict | / dense expansion (eager; compiled) |", "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for row in results["layer_speed"]:
+        shape = row["shape"]
+        compiled = row.get("layer_time_ratio_compiled")
+        expansion = "; ".join(f"{row[key]:.2f}x" for key in ("piecewise_vs_dense_expansion_eager",
+                                                              "piecewise_vs_dense_expansion_compiled") if key in row)
+        lines.append(f"| {shape['in']} -> {shape['out']}, n={shape['n']}, {shape['segments']} segments, "
+                     f"{shape['auto_pass']} | {row['layer_time_ratio_eager']:.2f}x | "
+                     f"{'-' if compiled is None else f'{compiled:.2f}x'} | "
+                     f"{row['layer_time_ratio_vs_fastest_linear']:.2f}x | {row['bound_n_times_segments']} | "
+                     f"{'met' if row['bound'] == 'met' else '**missed**'} | {expansion} |")
+    batch = results["layer_speed"][0]["shape"]["batch"]
+    return "\n".join(lines) + f"\n\nBatch {batch:,}, medians of the timed repetitions. " + provenance(results)
+
+
+def memorisation_table(results: dict) -> str:
+    """The memorisation runs: params, steps, epochs, next-char accuracy on the training text, val loss."""
+    section = results["memorisation"]
+    lines = ["| network | params | steps | epochs | next-char accuracy on the training text | val loss |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, row in section["runs"].items():
+        lines.append(f"| `{name}` | {row['params']:,} | {row['steps']:,} | {row['epochs']:g} | "
+                     f"{row['train_accuracy']:.2%} | {row['val_loss']:.3f} |")
+    return "\n".join(lines) + (f"\n\n{section['book']}, {section['minutes_each']:g} min each. "
+                               + provenance(results))
+
+
+def highorder_shakespeare_table(results: dict) -> str:
+    """The high-order net beside the causal Mixer and the count models on the Shakespeare benchmark's split."""
+    section = results["shakespeare"]
+    lines = ["| model | params | steps | precision | val loss | test loss |", "| --- | ---: | ---: | --- | ---: | ---: |"]
+    for name, row in sorted(section["models"].items(), key=lambda item: item[1]["val_loss"]):
+        steps = f"{row['steps']:,}" if "steps" in row else "counted"
+        lines.append(f"| `{name}` | {row['params']:,} | {steps} | {row.get('precision', '-')} | "
+                     f"{row['val_loss']:.3f} | {row['test_loss']:.3f} |")
+    return "\n".join(lines) + (f"\n\n{section['budget_seconds'] / 60:g} min per trained model, one seed. "
+                               + provenance(results))
+
+
+def seed_lines_table(results: dict) -> str:
+    """Every seed-004 line: params, first-batch loss, val loss after the budget, steps, and the two bounds."""
+    section = results["seed_lines"]
+    lines = ["| seed line | params | first-batch loss | val loss | steps | below the unigram entropy | "
+             "below the prior (difference) |", "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for name, row in section["lines"].items():
+        gap = row["val_loss"] - row["prior_val_loss"]
+        lines.append(f"| `{name}` | {row['params']:,} | {row['first_step_loss']:.2f} | {row['val_loss']:.2f} | "
+                     f"{row['steps']:,} | {'yes' if row['below_unigram'] else '**no**'} | "
+                     f"{'yes' if row['below_prior'] else '**no**'} ({gap:+.3f}) |")
+    summary, first = section["summary"], next(iter(section["lines"].values()))
+    return "\n".join(lines) + (
+        f"\n\n{summary['both_bounds']} of {summary['lines']} lines start within 2 ln V and end below the unigram "
+        f"entropy; {summary['below_prior']} end below the prior. {section['seconds_each']:g} s each, "
+        f"{section['threads']} torch thread(s); ln V = {first['ln_vocab']:.2f}, unigram entropy "
+        f"{first['unigram_entropy']:.2f}, prior val loss {first['prior_val_loss']:.2f}. " + provenance(results))
+
+
 RENDERERS = {"generate": generate_table, "names": names_table, "fashion_mnist": fashion_mnist_table,
-             "precision": precision_table}
+             "precision": precision_table, "shakespeare": shakespeare_table, "blocks": blocks_table,
+             "highorder:layer_speed": layer_speed_table, "highorder:memorisation": memorisation_table,
+             "highorder:shakespeare": highorder_shakespeare_table, "highorder:seed_lines": seed_lines_table}
 
 
-def render(name: str) -> str:
-    """The Markdown table of results file `name` (benchmarks/results/NAME.json)."""
+def render(name: str, results: dict | None = None) -> str:
+    """The Markdown table of a marked name: results file NAME (benchmarks/results/NAME.json, or `results` when
+    given), or FILE:SECTION for one section of a file with several tables (highorder:seed_lines)."""
     renderer = RENDERERS.get(name) or RENDERERS.get(name.split("_")[0])
     if renderer is None:
         raise ValueError(f"no table for results file {name!r}; tables exist for {', '.join(RENDERERS)}")
-    return renderer(json.loads((RESULTS / f"{name}.json").read_text()))
+    return renderer(results or json.loads((RESULTS / f"{results_file(name)}.json").read_text()))
+
+
+def results_file(name: str) -> str:
+    """The results file of a marked name (FILE or FILE:SECTION)."""
+    return name.split(":")[0]
 
 
 def markdown_files() -> list[Path]:

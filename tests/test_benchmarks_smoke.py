@@ -18,14 +18,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-from common import MACHINE_KEYS, REQUIRED_KEYS  # noqa: E402  (benchmarks/ is not a package)
+import tables  # noqa: E402  (benchmarks/ is not a package)
+from common import MACHINE_KEYS, REQUIRED_KEYS  # noqa: E402
 
 SMOKED = {  # script -> extra arguments and keys its results must hold
     "names.py": (["--seeds", "0", "1"], ("models", "names", "makemore_reference")),
     "shakespeare.py": (["--seeds", "0"], ("models", "plots", "gpt_search", "tuned_gpt_3min_val_loss")),
     "ngram.py": ([], ("names", "shakespeare", "names_list")),
     "highorder.py": ([], ("layer_speed", "memorisation", "shakespeare", "bound", "seed_lines")),
-    "blocks.py": (["--seeds", "0"], ("fashion_mnist", "parameter_table_markdown")),
+    "blocks.py": (["--seeds", "0"], ("fashion_mnist", "cifar10")),
     "fashion_mnist.py": ([], ("val_accuracy", "test_accuracy", "test_accuracy_single_view", "table", "best_on_val")),
     "bengio_three.py": ([], ("runs", "embedding_2d", "names")),
     "ddp.py": ([], ("samples_per_sec", "threads_per_process", "bf16_vs_fp32")),
@@ -76,6 +77,14 @@ def test_smoke_run_writes_results_with_provenance(smoke_results, script):
     assert len(results["git_commit"]) == 40 and isinstance(results["git_dirty"], bool)
     assert all(key in results["machine"] for key in MACHINE_KEYS)
     assert results["date_utc"].endswith("Z")
+
+
+@pytest.mark.parametrize("name", [name for name in tables.RENDERERS if f"{tables.results_file(name)}.py" in SMOKED])
+def test_every_table_renders_from_a_smoke_results_file(smoke_results, name):
+    results = smoke_results[f"{tables.results_file(name)}.py"][2]
+    table = tables.render(name, results).splitlines()
+    assert table[0].startswith("| ") and set(table[1]) <= set("|-: ") and len(table) > 2
+    assert results["git_commit"][:7] in table[-1]  # the provenance line
 
 
 def test_names_smoke_reports_seeds_with_spread_and_labels_makemore_splits(smoke_results):

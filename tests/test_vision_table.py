@@ -27,8 +27,15 @@ def test_every_cell_builds(column, recipe):
         assert cfg.train.ema_decay > 0 and cfg.data.random_erasing > 0
 
 
-def test_markdown_table_rows():
-    row = {"column": "gmlp", "recipe": "new", "model": "gmlp_tiny_28", "params": 313042, "steps": 10,
-           "val_accuracy_single_view": 0.9, "test_accuracy_single_view": 0.89, "test_accuracy": 0.9012}
-    lines = bench.markdown_table([row]).splitlines()
-    assert lines[2] == "| gmlp (gmlp_tiny_28) | new | 313,042 | 10 | 0.9000 | 0.8900 | 0.9012 |"
+def test_the_table_renders_each_cell_and_bolds_the_choice_made_on_val():
+    import tables
+
+    rows = [{"column": column, "recipe": "new", "model": f"{column}_tiny_28", "params": 313042, "steps": 10,
+             "precision": "bf16-mixed", "val_size": 5000, "val_accuracy_single_view": val,
+             "test_accuracy_single_view": 0.89, "test_accuracy": 0.9012} for column, val in (("gmlp", 0.9), ("mixer", 0.8))]
+    results = {"table": rows, "best_on_val": {"model": "gmlp", "recipe": "new"}, "budget_minutes": 10,
+               "machine": {"cpu_model": "cpu", "torch_threads": 2, "torch_version": "2"}, "git_commit": "a" * 40,
+               "date_utc": "2026-12-01T00:00:00Z", "note": ""}
+    lines = tables.fashion_mnist_table(results).splitlines()
+    assert lines[2] == "| gmlp (`gmlp_tiny_28`) | new | 313,042 | 10 | bf16-mixed | **0.9000** | 0.8900 | 0.9012 |"
+    assert lines[3].startswith("| mixer (`mixer_tiny_28`) | new |") and "| 0.8000 |" in lines[3]
