@@ -1,9 +1,9 @@
 """High-order (piecewise polynomial) networks: memorisation of one book, layer speed, Shakespeare val loss, the
-seed-004 lines.
+language-interpolation project's training lines.
 
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/highorder.py [--memorise-minutes 2.5]
 
-(a) memorisation, as the language-interpolation seed: `large_single_layer` and the no-hidden-layer discontinuous
+(a) memorisation, as the language-interpolation project: `large_single_layer` and the no-hidden-layer discontinuous
     net trained on the first 120 KB of the Shakespeare corpus (the book_highorder preset) for a fixed time;
     next-char accuracy on the training text and val loss.
 (b) forward+backward time of a piecewise layer (its automatic pass and the sparse pass) relative to nn.Linear of
@@ -13,10 +13,11 @@ seed-004 lines.
     clock), next to the causal Mixer, both trained here for --shakespeare-minutes (default 2.5), and the
     Kneser-Ney count models of orders 3 and 5 on the same chars. Nothing is taken from another results file, so
     every number here comes from this run's commit and machine.
-(d) every seed-004 training line, typed with the seed's words (allmlp/models/highorder/seed_lines.py): loss on
+(d) every training line of that project, typed in its words (allmlp/models/highorder/reference_lines.py): loss on
     its first batch, val loss after --seconds of training (default 60), ln V and the unigram entropy beside them,
     and the val loss of the unigram prior the nets start from (below it: learned more than char frequencies).
-Writes benchmarks/results/highorder.json whole (sections left out with --skip are absent); --smoke: seconds.
+Writes benchmarks/results/highorder.json whole (sections left out with --skip are absent; (d) is its "seed_lines",
+the key the committed file has); --smoke: seconds.
 """
 
 from __future__ import annotations
@@ -158,18 +159,19 @@ def prior_val_loss(cfg, exp) -> float:
     return language.stream_loss(prior, val, cfg.data.eval_targets, cfg.data.eval_batch_size)
 
 
-def seed_lines(seconds: float, threads: int, extra: list[str], runs: Path) -> dict:
-    """Every seed-004 training line, typed with the seed's words (plus `extra`): loss on its first batch, val loss
-    after `seconds` of training, against ln V (uniform guessing), the unigram entropy of the training text and the
-    val loss of that unigram prior itself (what a net that learned nothing beyond the frequencies gets)."""
+def reference_lines(seconds: float, threads: int, extra: list[str], runs: Path) -> dict:
+    """Every training line of the language-interpolation project, in its words (plus `extra`): loss on its first
+    batch, val loss after `seconds` of training, against ln V (uniform guessing), the unigram entropy of the
+    training text and the val loss of that unigram prior itself (what a net that learned nothing beyond the
+    frequencies gets)."""
     import math
 
-    from allmlp.models.highorder.seed_lines import SEED_LINES
+    from allmlp.models.highorder.reference_lines import REFERENCE_LINES
 
     clock = [f"train.max_minutes={seconds / 60}", "train.max_epochs=0", "train.max_steps=100000000",
              "train.progress=false", "train.checkpoint_interval=0", "train.eval_interval=0", f"train.threads={threads}"]
     out = {"seconds_each": seconds, "threads": threads or torch.get_num_threads(), "lines": {}}
-    for line in SEED_LINES:
+    for line in REFERENCE_LINES:
         cfg = build_config(line.preset, [*line.words.split(), *clock, *extra])
         before = {}
 
@@ -190,7 +192,7 @@ def seed_lines(seconds: float, threads: int, extra: list[str], runs: Path) -> di
                "first_within_2x_ln_vocab": first_loss <= 2 * ln_vocab, "val_loss": round(result["val/loss"], 4),
                "below_unigram": result["val/loss"] < unigram, "below_prior": result["val/loss"] < prior,
                "steps": result["step"], "train_seconds": round(result["train_seconds"], 1),
-               "seed_figure": line.seed_figure}
+               "seed_figure": line.reported}  # (the results file's key)
         out["lines"][line.name] = row
         print(json.dumps({line.name: row}), flush=True)
     rows = out["lines"].values()
@@ -206,8 +208,8 @@ def main() -> None:
     parser.add_argument("--shakespeare-minutes", type=float, default=2.5,
                         help="training time of each model in (c) (default 2.5)")
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions per layer measurement")
-    parser.add_argument("--seconds", type=float, default=60, help="training time per seed-004 line")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads for the seed lines (0: default)")
+    parser.add_argument("--seconds", type=float, default=60, help="training time per reference line")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for the reference lines (0: default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["memorise", "speed", "shakespeare", "seed_lines"])
     add_common_arguments(parser, "highorder")
     args = parser.parse_args()
@@ -249,7 +251,7 @@ def main() -> None:
         out["shakespeare"] = shakespeare(minutes, {"ho_large_single_layer": ho}, runs, [*smoke_data, *smoke_train])
         print(json.dumps(out["shakespeare"], indent=1), flush=True)
     if "seed_lines" not in args.skip:
-        out["seed_lines"] = seed_lines(0.3 if args.smoke else args.seconds, args.threads, smoke_data, runs)
+        out["seed_lines"] = reference_lines(0.3 if args.smoke else args.seconds, args.threads, smoke_data, runs)
     out["protocol"] = PROTOCOL
     out["seconds"] = round(time.perf_counter() - started, 1)
     write_results(out_path, args, [0], out)

@@ -157,12 +157,12 @@ def test_shakespeare_smoke_tunes_the_gpt_and_times_every_model_to_its_loss(smoke
     assert "skipped" in toeplitz or toeplitz["1"]["runs"]["0"]["model"]["token_mixing"] == "toeplitz"
 
 
-def test_highorder_smoke_seed_lines_count_the_bounds_from_their_rows(smoke_results):
-    from allmlp.models.highorder.seed_lines import SEED_LINES
+def test_highorder_smoke_reference_lines_count_the_bounds_from_their_rows(smoke_results):
+    from allmlp.models.highorder.reference_lines import REFERENCE_LINES
 
     table = smoke_results["highorder.py"][2]["seed_lines"]
     rows = list(table["lines"].values())
-    assert [name for name in table["lines"]] == [line.name for line in SEED_LINES]
+    assert [name for name in table["lines"]] == [line.name for line in REFERENCE_LINES]
     assert table["summary"]["lines"] == len(rows)
     assert table["summary"]["both_bounds"] == sum(r["first_step_loss"] <= 2 * r["ln_vocab"] + 1e-3
                                                   and r["val_loss"] < r["unigram_entropy"] for r in rows)

@@ -12,7 +12,7 @@ def test_overrides_reach_their_sections():
     assert cfg.train.max_steps == 2000 and cfg.data.augment is False
 
 
-def test_seed_option_names_are_aliases():
+def test_reference_option_names_are_aliases():
     cfg = build_config({"model": {"name": "mixer_tiny_28"}}, ["optimizer.lr=1e-4", "batch_size=1000",
                                                                "max_epochs=100", "accumulate_grad_batches=4"])
     assert cfg.optim.lr == pytest.approx(1e-4)

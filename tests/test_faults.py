@@ -190,8 +190,8 @@ CASES = [
     ("tokenizer-wrong-type", "text", _write("tokenizer.json", "[1, 2]"), ["eval"], ["tokenizer.json"]),
     ("metrics-broken-line", "image", _metrics_line_broken_in_the_middle, ["report"], ["metrics.jsonl:2"]),
     ("resume-other-optimizer", "image", lambda r: None, ["train", "--resume", "optim.name=sgd"], ["optim.name"]),
-    ("seed-multirun-flag", "image", lambda r: None, ["train", "-m", "net.n=3"], ["allmlp sweep"]),
-    ("seed-train-false", "text", lambda r: None, ["train", "train=False", "checkpoint=x.ckpt"],
+    ("reference-multirun-flag", "image", lambda r: None, ["train", "-m", "net.n=3"], ["allmlp sweep"]),
+    ("reference-train-false", "text", lambda r: None, ["train", "train=False", "checkpoint=x.ckpt"],
      ["allmlp generate"]),
 ]
 
@@ -210,7 +210,7 @@ def test_hostile_run_folder_is_one_clean_line(case, trained, tmp_path, capsys):
     before = _digests(run)
     argv = [command[0], str(run), *command[1:]]
     if command[0] == "train" and "--resume" not in command:
-        argv = command  # seed words go to `allmlp train` itself
+        argv = command  # the reference projects' words go to `allmlp train` itself
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()

@@ -122,7 +122,7 @@ def test_chat_command_reads_piped_stdin_until_eof(tmp_path):
     assert len(result.stdout.split("\n")) == 4 and all(len(line) == 5 for line in result.stdout.split("\n")[:3])
 
 
-def test_generate_command_prompts_and_seed_style_arguments(tmp_path, capsys):
+def test_generate_command_prompts_and_reference_style_arguments(tmp_path, capsys):
     run = saved_run(tmp_path)
     assert main(["generate", str(run), "--prompt", "he", "--prompt", "wo", "--max-new-tokens", "9", "--seed", "3",
                  "topk=2"]) == 0
@@ -149,7 +149,7 @@ def test_generate_names_the_key_and_value_of_a_bad_setting(tmp_path, capsys, wor
     assert captured.out == "" and captured.err == f"allmlp generate: error: {message}\n"
 
 
-def test_seed_style_prompt_lists_with_or_without_inner_quotes(tmp_path, capsys):
+def test_reference_style_prompt_lists_with_or_without_inner_quotes(tmp_path, capsys):
     run = saved_run(tmp_path, text="Who are you? hello, world\n")
     for words in (["prompts=[Who are you?]"], ['prompts=["Who are you?"]'], ["prompts=['Who are you?']"]):
         assert main(["generate", str(run), *words, "num_predict=3", "temperature=0"]) == 0

@@ -1,4 +1,5 @@
-"""Piecewise polynomial layers, the seed's networks, the config names of seed 004 and the cellular automaton."""
+"""Piecewise polynomial layers, the language-interpolation project's networks and config names, and the cellular
+automaton."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from allmlp.data.text import CharTokenizer
 from allmlp.models import count_parameters, create_model, list_models
 from allmlp.models.highorder.layers import (MaxAbsNorm, PiecewisePolynomial, PiecewisePolynomialConv1d, Polynomial,
                                             chebyshev_lobatto_nodes)
-from allmlp.models.highorder.seed_lines import SEED_LINES
+from allmlp.models.highorder.reference_lines import REFERENCE_LINES
 from allmlp.compat import NETWORK_NAMES
 
 
@@ -132,9 +133,9 @@ def test_conv_layer_shapes_and_maxabs_norm():
     assert out.tolist() == [[0.5, -1.0, 0.25]]
 
 
-@pytest.mark.parametrize("seed_name", NETWORK_NAMES)
-def test_every_seed_network_builds_and_takes_a_training_step(seed_name):
-    name = f"ho_{seed_name}"
+@pytest.mark.parametrize("its_name", NETWORK_NAMES)
+def test_every_reference_network_builds_and_takes_a_training_step(its_name):
+    name = f"ho_{its_name}"
     assert name in list_models("text")
     torch.manual_seed(0)
     small = {"vocab_size": 12, "hidden_width": 16}
@@ -174,7 +175,7 @@ def test_no_hidden_layer_discontinuous_net_memorises_a_short_text():
     assert accuracy > 0.95
 
 
-def test_seed_004_option_names_map_onto_ours():
+def test_language_interpolation_option_names_map_onto_ours():
     cfg = build_config(None, ["data.type=sequence", "net=transformer", "max_epochs=100", "optimizer.lr=1e-3",
                               "batch_size=512", "net.layer_type=continuous", "data.repeats=5", "net.n=2",
                               "data.max_features=10", "optimizer.patience=20", "initialize.type=linear"])
@@ -223,8 +224,8 @@ def test_automaton_reapply_keeps_length_and_learns_a_rule():
         reapply(window_model, tokenizer, "abc", 1)
 
 
-@pytest.mark.parametrize("line", SEED_LINES, ids=[line.name for line in SEED_LINES])
-def test_every_seed_training_command_builds_a_config_and_model(line):
+@pytest.mark.parametrize("line", REFERENCE_LINES, ids=[line.name for line in REFERENCE_LINES])
+def test_every_reference_training_command_builds_a_config_and_model(line):
     cfg = build_config(line.preset, line.words.split())
     assert cfg.model.name.startswith("ho_") and cfg.data.type in ("window", "centered")
     with torch.device("meta"):  # the full-size model, without allocating it
@@ -280,12 +281,12 @@ def test_layer_norm_before_a_piecewise_layer_starts_inside_its_range():
 
 
 
-@pytest.mark.parametrize("seed_name", NETWORK_NAMES)
-def test_start_at_unigram_shifts_every_seed_network_logits_by_the_prior(seed_name):
-    if seed_name == "mamba":
+@pytest.mark.parametrize("its_name", NETWORK_NAMES)
+def test_start_at_unigram_shifts_every_reference_network_logits_by_the_prior(its_name):
+    if its_name == "mamba":
         pytest.importorskip("mambapy")
     torch.manual_seed(0)
-    model = create_model(f"ho_{seed_name}", vocab_size=12, hidden_width=16).eval()
+    model = create_model(f"ho_{its_name}", vocab_size=12, hidden_width=16).eval()
     x = torch.randint(0, 12, (64, model.context_length))
     log_prior = torch.log_softmax(torch.randn(12), 0)
     with torch.no_grad():
@@ -311,7 +312,7 @@ def test_language_task_starts_a_high_order_net_at_the_unigram_entropy_not_unifor
     assert entropy < 1.0 and abs(start - entropy) < 0.05
 
 
-def test_uniform_initialization_has_the_seed_librarys_magnitude_and_is_the_default():
+def test_uniform_initialization_has_the_reference_librarys_magnitude_and_is_the_default():
     torch.manual_seed(0)
     layer = PiecewisePolynomial(50, 40, n=3, segments=2)
     bound = 1 / 50

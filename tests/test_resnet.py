@@ -13,7 +13,7 @@ RECIPES = ["cifar10_mixer_1", "cifar10_mixer_2", "cifar10_mixer_4", "cifar10_mix
 
 def test_resnet20_is_the_papers_cifar_variant():
     model = create_model("resnet20")
-    assert count_parameters(model) == 269_722  # He et al. 2016, Table 6: 0.27M (the seed's variant: 0.57M)
+    assert count_parameters(model) == 269_722  # He et al. 2016, Table 6: 0.27M (the Keras CIFAR-10 project's: 0.57M)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 19 and {c.out_channels for c in convs} == {16, 32, 64}  # 19 conv + 1 linear = 20 layers
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

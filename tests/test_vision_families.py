@@ -106,8 +106,8 @@ def test_intermediates_after_chosen_blocks():
     resnet = create_model("resnet20").eval()
     shapes = [m.shape for m in resnet.forward_intermediates(torch.randn(2, 3, 32, 32), indices=[2, 5, 8])]
     assert shapes == [(2, 16, 32, 32), (2, 32, 16, 16), (2, 64, 8, 8)]
-    seed = create_model("mlp_mixer_seed").eval()
-    assert [m.shape for m in seed.forward_intermediates(torch.randn(2, 1, 28, 28), 2)] == [(2, 128, 4, 4)] * 2
+    reference = create_model("mlp_mixer_seed").eval()
+    assert [m.shape for m in reference.forward_intermediates(torch.randn(2, 1, 28, 28), 2)] == [(2, 128, 4, 4)] * 2
 
 
 def test_block_indices_rules_and_errors():

@@ -31,7 +31,7 @@ def test_b16_matches_published_count():
     assert OFFICIAL["mixer_b16"] == 59_880_472
 
 
-def test_seed_constructor_parameter_count():
+def test_reference_constructor_parameter_count():
     model = MLPMixer(img_shape=(1, 28, 28), patch_size=7, embedding_dim=128, n_layers=3, mlp_dim=64,
                      clf_dim=512, n_classes=10)
     # conv 1*7*7*128+128; per block 2 LN(16) + MLP(128->64->128) + MLP(16->64->16); classifier 2048->512->512->10
@@ -40,7 +40,7 @@ def test_seed_constructor_parameter_count():
     assert count_parameters(model) == expected == 1_379_578
 
 
-def test_seed_block_normalises_over_patches():
+def test_reference_block_normalises_over_patches():
     model = MLPMixer()
     block = model.mixers[0]
     assert block.ln1.normalized_shape == (16,) and block.mlp2.fc1.in_features == 16

@@ -74,7 +74,7 @@ def test_vision_token_mixing_one_panel_per_layer(tmp_path):
     assert png_size(path) == (640, 720)  # 2x2 grid of 3.2 x 3.4 inch panels (+0.4) at 100 dpi
 
 
-def test_seed_mixer_patch_mixing_and_filters(tmp_path):
+def test_reference_mixer_patch_mixing_and_filters(tmp_path):
     model = create_model("mlp_mixer_seed", n_layers=2, embedding_dim=8, mlp_dim=5, clf_dim=16)
     units = viz.vision_token_mixing_units(model)
     assert [tuple(u.shape) for u in units] == [(5, 4, 4)] * 2  # 7x7 patches: a 4x4 grid

@@ -325,7 +325,8 @@ def black_level(mean, std) -> torch.Tensor:
 
 
 def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Float images (B, C, H, W) resized to (B, C, size, size), bilinear as Keras' `Resizing` (seed 003); 0: as is."""
+    """Float images (B, C, H, W) resized to (B, C, size, size), bilinear as Keras' `Resizing` (as the Keras CIFAR-10
+    Mixer feeds its model); 0: as is."""
     if size <= 0 or tuple(images.shape[-2:]) == (size, size):
         return images
     return torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)

@@ -121,12 +121,12 @@ class PiecewisePolynomial(nn.Module):
         return positions
 
     def reset_parameters(self, initialization: str = "uniform") -> None:
-        """uniform: independent U(-1/in, 1/in) weights (high-order-layers-torch's magnitude, the seed's layers);
+        """uniform: independent U(-1/in, 1/in) weights (high-order-layers-torch's magnitude, the project's layers);
         kaiming: independent N(0, 1/in); linear: every link starts as a straight line a*x, a ~ N(0, 1/in).
 
         Behind a LayerNorm the weights' scale does not change what a layer computes, but it sets how far one Adam
-        step (about lr per weight, whatever the scale) moves it: the seed's learning rates (1e-5 to 1e-3) were
-        tuned for weights of size 1/in, ~sqrt(in) times smaller than kaiming's. Seed-004's lr=1e-5 line
+        step (about lr per weight, whatever the scale) moves it: the project's learning rates (1e-5 to 1e-3) were
+        tuned for weights of size 1/in, ~sqrt(in) times smaller than kaiming's. Its lr=1e-5 line
         `linear_2_hidden` reached val 3.194 after 400 steps with them, 3.295 with kaiming (its unigram prior:
         3.298); the lr=1e-3 `single_case` 2.08 against 2.25."""
         if initialization not in INITIALIZATIONS:

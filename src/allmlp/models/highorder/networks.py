@@ -60,7 +60,7 @@ class HighOrderLM(nn.Module):
         """Start the logits at the training text's log unigram frequencies (V,) plus a small random part.
 
         Karpathy's "init the final layer to the data's prior": the first loss is then about the unigram entropy
-        (3.3 nats on the seed's book, not ln V = 4.3), so every step of learning counts below it; the seed lines
+        (3.3 nats on the project's book, not ln V = 4.3), so every step of learning counts below it; its lines
         at lr 1e-5 spent their first minute just walking down to the prior. A piecewise head (uniform init: logits
         of std ~0.03) keeps its random part; an nn.Linear head's is shrunk by LINEAR_HEAD_SCALE."""
         head = self.get_submodule(self.head_name)

@@ -1,4 +1,5 @@
-"""Seed 004's training lines, typed with the seed's words, start near uniform guessing (issue 13 point 1)."""
+"""The language-interpolation project's training lines, typed in its words, start near uniform guessing (issue 13
+point 1)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import pytest
 
 from allmlp.configure import build_config
 from allmlp.engine import run
-from allmlp.models.highorder.seed_lines import SEED_LINES
+from allmlp.models.highorder.reference_lines import REFERENCE_LINES
+from conftest import TINY_BUDGET
 
 TEXT = ("When shall we three meet again, in thunder, lightning, or in rain? When the hurlyburly's done, when the "
         "battle's lost and won. That will be ere the set of sun. Where the place? Upon the heath. There to meet "
         "with Macbeth. Fair is foul, and foul is fair: hover through the fog and filthy air.\n") * 6
 
 
-@pytest.mark.parametrize("line", SEED_LINES, ids=[line.name for line in SEED_LINES])
-def test_seed_line_first_logged_loss_is_within_twice_uniform_guessing(line, tmp_path):
+@pytest.mark.parametrize("line", REFERENCE_LINES, ids=[line.name for line in REFERENCE_LINES])
+def test_reference_line_first_logged_loss_is_within_twice_uniform_guessing(line, tmp_path):
     corpus = tmp_path / "book.txt"
     corpus.write_text(TEXT)
-    tiny = ["data.name=text", f"data.path={corpus}", "data.max_chars=0", "train.max_epochs=0", "train.max_steps=2",
-            "train.log_interval=1", "train.eval_interval=0", "train.checkpoint_interval=0", "train.progress=false"]
-    cfg = build_config(line.preset, [*line.words.split(), *tiny])  # the seed's words, then the tiny budget
+    tiny = ["data.name=text", f"data.path={corpus}", "data.max_chars=0", *TINY_BUDGET]
+    cfg = build_config(line.preset, [*line.words.split(), *tiny])  # its words, then the tiny budget
     built = []
     run(cfg, tmp_path / "run", prepare=lambda exp, *_: built.append(exp))
     exp = built[0]
