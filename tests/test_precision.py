@@ -359,12 +359,8 @@ def test_physical_cores_count_hyperthreads_once_and_follow_the_quota(tmp_path, m
     assert machine.physical_cores(tmp_path / "missing", no_quota) == 4  # no topology: logical CPUs count
 
 
-def test_the_run_header_names_precision_and_threads(tiny_fashion, tmp_path, capsys):
-    from allmlp.cli import main
-
-    code = main(["train", "fashion_mixer", f"data.path={tiny_fashion}", "train.max_steps=2", "train.progress=false",
-                 "train.eval_interval=0", "model.depth=1", "--run-dir", str(tmp_path / "run")])
+def test_the_run_header_names_precision_and_threads(tiny_fashion, tmp_path, tiny_run, capsys):
+    tiny_run(tmp_path, "fashion_mixer", f"data.path={tiny_fashion}", "model.depth=1")
     out = capsys.readouterr().out
-    assert code == 0
     assert "precision: 32-true (auto: " in out and "too short" in out  # 2 tiny steps: no probe
     assert f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS)" in out
