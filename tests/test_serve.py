@@ -326,6 +326,35 @@ def test_an_upload_without_its_file_field_is_422(server):
     assert response.status_code == 422 and response.json()["error"] == "image: Field required"
 
 
+def test_image_endpoints_of_a_language_model_and_a_test_image_out_of_range_are_4xx(server):
+    for path in ("test-images", "test-images/0.png"):
+        response = httpx.get(f"{server.url}/api/runs/{LM_RUN}/{path}")
+        assert response.status_code == 400
+        assert response.json() == {"error": "tiny_lm is not an image classification run"}
+    response = httpx.get(f"{server.url}/api/runs/{IMAGE_RUN}/test-images/8.png")
+    assert response.status_code == 404 and response.json() == {"error": "no test image 8; 0..7"}
+    response = httpx.get(f"{server.url}/api/runs/{IMAGE_RUN}/test-images/first.png")
+    assert response.status_code == 422 and response.json()["error"].startswith("path.number: Input should be a valid "
+                                                                              "integer")
+    assert httpx.put(f"{server.url}/api/runs").json() == {"error": "Method Not Allowed"}
+
+
+def test_models_are_loaded_once_kept_least_recently_used_and_reloaded_when_their_weights_change(serve_runs, tmp_path):
+    from allmlp.serve.models import ModelCache
+
+    lm, image = shutil.copytree(serve_runs / LM_RUN, tmp_path / "lm"), serve_runs / IMAGE_RUN
+    cache = ModelCache(capacity=1)
+    first = cache.get(lm)
+    assert cache.get(lm) is first  # loaded once, shared by every request
+    assert cache.get(image) is not first and cache.get(lm) is not first  # capacity 1: the image run pushed it out
+    again = cache.get(lm)
+    weights = lm / "model.safetensors"
+    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 5))  # a training wrote a new checkpoint
+    assert cache.get(lm) is not again
+    with pytest.raises(ValueError, match="capacity must be >= 1"):
+        ModelCache(capacity=0)
+
+
 def test_a_run_whose_data_is_elsewhere_has_no_test_images_and_says_why(server, serve_runs):
     moved = serve_runs / "images" / "moved"
     shutil.copytree(serve_runs / IMAGE_RUN, moved)
