@@ -223,6 +223,25 @@ def test_classify_an_uploaded_png_shows_five_classes_summing_to_one(browser, sit
     assert len(all_css(browser, "#top tbody tr")) == 5
 
 
+def test_an_image_dropped_on_the_page_is_classified(browser, site, tmp_path):
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (90, 60), 200).save(buffer, format="JPEG")  # a grey JPEG, wider than tall
+    browser.get(f"{site.url}/classify/{IMAGE_RUN}")
+    wait(browser, lambda d: "10 classes" in by_css(d, "#about").text)
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
+        const dropped = new DataTransfer();
+        dropped.items.add(new File([bytes], "dropped.jpg", {type: "image/jpeg"}));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dropped, bubbles: true,
+                                                                           cancelable: true}));""",
+                           base64.b64encode(buffer.getvalue()).decode())
+    wait(browser, lambda d: len(all_css(d, "#top tbody tr")) == 5)
+    assert by_css(browser, "#seen-note").text.startswith("dropped.jpg: 90 × 60 L → grey 28 × 28")
+
+
 def test_paths_outside_the_runs_and_a_50_megapixel_png_give_clean_errors(browser, site, tmp_path):
     browser.get(f"{site.url}/chat/%2e%2e%2foutside_run")
     assert json.loads(by_css(browser, "body").text) == {"error": "no run named '../outside_run' under the served "
