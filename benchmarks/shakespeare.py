@@ -2,7 +2,7 @@
 (full and Toeplitz token mixing), chat_mixer, bengio, and the Kneser-Ney count baselines.
 
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/shakespeare.py [--minutes 3 10] [--seeds 0 1 2]
-        [--only NAME ...] [--skip NAME ...] [--gpt-setting BATCH LR WIDTH]
+        [--only NAME ...] [--skip NAME ...] [--gpt-setting BATCH LR WIDTH] [--extend]
 
 Every model trains on the same split (the shakespeare_mixer preset's data: 90% train, 5% val, 5% test, contiguous)
 for each budget of --minutes per seed, the cosine schedule following the clock, evaluated every --eval-seconds of
@@ -19,6 +19,11 @@ one fit each, evaluated on the same chars. Models the installed allmlp cannot bu
 it exists) are skipped with the reason recorded. Writes benchmarks/results/shakespeare.json {"gpt_search", "models":
 {NAME: {"3": {"val_loss": {mean, std, ...}, "test_loss", "curve", "runs"}, "10": {...},
 "seconds_to_tuned_gpt_3min"}}, ...} and one curve figure per budget (benchmarks/results/shakespeare_3min.png, ...).
+
+The whole table is hours of machine time, so it can be made in parts: `--extend` adds the budgets and models of
+this run to the existing file and trains only the (model, budget) entries it lacks, reusing the file's tuned-GPT
+setting. Each entry records the part that made it (`"part"`: an index into `"parts"`, which keeps every part's
+command, commit, date, machine, seeds and note); the evaluation settings must match the file's.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from common import (add_common_arguments, output_path, runs_folder, save_line_plot, smoke_folder, smoke_text,
-                    spread, train, write_results)
+from common import (add_common_arguments, output_path, provenance, runs_folder, save_line_plot, smoke_folder,
+                    smoke_text, spread, train, write_results)
 
 from allmlp.config import load_preset
 from allmlp.configure import build_config
@@ -328,6 +333,28 @@ def plot(models: dict, path: Path, minutes: float, threshold: float | None) -> P
     return save_line_plot(fig, ax, path, f"Shakespeare, {minutes:g} min of CPU training each", legend_fontsize=7)
 
 
+def extend(results: dict, path: Path) -> list[dict]:
+    """--extend: fill `results` with what the file at `path` holds (models, GPT search, budgets: the union) and
+    return its parts; a file made before parts existed is one part, its own provenance."""
+    if not path.is_file():
+        raise SystemExit(f"shakespeare.py: --extend: no results file {path} to extend")
+    previous = json.loads(path.read_text())
+    for key in ("eval_every_training_seconds", "overrides"):
+        if previous.get(key, []) != results[key]:
+            raise SystemExit(f"shakespeare.py: --extend: {key} is {results[key]} here but {previous.get(key, [])} "
+                             f"in {path}: the parts would not be comparable")
+    keys = ("command", "git_commit", "git_dirty", "date_utc", "finished_utc", "machine", "seeds", "note", "smoke")
+    parts = previous.get("parts") or [{**{key: previous.get(key) for key in keys},
+                                       "budgets_minutes": previous["budgets_minutes"],
+                                       "models": list(previous["models"])}]
+    results["budgets_minutes"] = sorted({*previous["budgets_minutes"], *results["budgets_minutes"]})
+    results["models"] = {name: {key: ({"part": 0, **entry} if isinstance(entry, dict) else entry)
+                                for key, entry in budgets.items()} for name, budgets in previous["models"].items()}
+    results["gpt_search"], results["tuned_gpt_3min_val_loss"] = previous["gpt_search"], previous[
+        "tuned_gpt_3min_val_loss"]
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[3.0, 10.0],
@@ -339,6 +366,8 @@ def main() -> None:
     parser.add_argument("--gpt-setting", nargs=3, metavar=("BATCH", "LR", "WIDTH"),
                         help="use this tuned-GPT setting instead of searching (recorded as given)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every model")
+    parser.add_argument("--extend", action="store_true",
+                        help="add to the existing results file: train only the (model, budget) entries it lacks")
     add_common_arguments(parser, "shakespeare", seeds=True)
     args = parser.parse_args()
     data, names = [], [m for m in (args.only or MODELS) if m not in args.skip]
@@ -349,12 +378,17 @@ def main() -> None:
         data = ["data.name=text", f"data.path={smoke_text(smoke_folder('shakespeare'))}"]
     runs, out_path = runs_folder(args, "shakespeare"), output_path(args, "shakespeare")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    reference = min(args.minutes, key=lambda m: abs(m - 3))  # the budget whose tuned-GPT loss is the target
     results: dict = {"budgets_minutes": args.minutes, "eval_every_training_seconds": args.eval_seconds,
-                     "models": {}, "gpt_search": None, "tuned_gpt_3min_val_loss": None}
+                     "overrides": args.set, "models": {}, "gpt_search": None, "tuned_gpt_3min_val_loss": None}
+    parts = extend(results, out_path) if args.extend else []
+    budgets = results["budgets_minutes"]
+    reference = min(budgets, key=lambda m: abs(m - 3))  # the budget whose tuned-GPT loss is the target
     setups = dict(SETUPS)
     if "gpt_tuned" in names:
-        if args.gpt_setting:
+        earlier = (results["gpt_search"] or {}).get("best") or (results["gpt_search"] or {}).get("given")
+        if earlier:  # --extend: the file's tuned setting
+            batch_size, lr, width = earlier["batch_size"], earlier["lr"], earlier["width"]
+        elif args.gpt_setting:
             batch_size, lr, width = int(args.gpt_setting[0]), float(args.gpt_setting[1]), int(args.gpt_setting[2])
             results["gpt_search"] = {"given": {"batch_size": batch_size, "lr": lr, "width": width}}
         else:
@@ -365,10 +399,12 @@ def main() -> None:
 
     def save(complete: bool) -> None:
         threshold = results["tuned_gpt_3min_val_loss"]
-        add_seconds_to(results["models"], threshold, args.minutes)
+        add_seconds_to(results["models"], threshold, budgets)
         plots = {f"{m:g}": plot(results["models"], out_path.with_name(f"{out_path.stem}_{m:g}min.png"), m,
-                                threshold).name for m in args.minutes}  # next to the JSON
-        write_results(out_path, args, args.seeds, {**results, "plots": plots, "complete": complete, "protocol": (
+                                threshold).name for m in budgets}  # next to the JSON
+        this_part = {**provenance(args, args.seeds), "budgets_minutes": args.minutes, "models": names}
+        write_results(out_path, args, args.seeds, {**results, "parts": [*parts, this_part], "plots": plots,
+                                                   "complete": complete, "protocol": (
             f"val / test loss over {FINAL_EVAL_TARGETS:,} chars of each split (evenly spread), measured after "
             f"training; curves: val loss over {CURVE_EVAL_TARGETS:,} chars against training seconds (evaluation "
             "time excluded); equal wall-clock budgets, so steps depend on the machine and its load "
@@ -376,24 +412,31 @@ def main() -> None:
             f"tuned_gpt_3min_val_loss: gpt_tuned's last curve value at {reference:g} min, mean over seeds")})
 
     for name in names:
+        done = results["models"].get(name, {})
         if name in COUNT_MODELS:
-            print(f"== {name}: fitting counts", flush=True)
-            fitted = fit_count_model(COUNT_MODELS[name], runs / f"shakespeare_{name}",
-                                     [*data, *args.set, *smoke_steps(args)])
-            print(json.dumps({name: {k: v for k, v in fitted.items() if k != "curve"}}), flush=True)
-            entry = summarise({str(args.seeds[0]): fitted}, deterministic=True)  # fitted once, shown at every budget
-            results["models"][name] = {f"{m:g}": entry for m in args.minutes}
+            entry = next((done[key] for key in done if key != "skipped"), None)  # fitted once, at every budget
+            if entry is None:
+                print(f"== {name}: fitting counts", flush=True)
+                fitted = fit_count_model(COUNT_MODELS[name], runs / f"shakespeare_{name}",
+                                         [*data, *args.set, *smoke_steps(args)])
+                print(json.dumps({name: {k: v for k, v in fitted.items() if k != "curve"}}), flush=True)
+                entry = {**summarise({str(args.seeds[0]): fitted}, deterministic=True), "part": len(parts)}
+            results["models"][name] = {f"{m:g}": entry for m in budgets}
             save(complete=False)
             continue
         reason = unavailable(setups[name][0])
         if reason:
             print(f"== {name}: skipped ({reason})", flush=True)
-            results["models"][name] = {"skipped": reason}
+            results["models"][name] = done if set(done) - {"skipped"} else {"skipped": reason}
             continue
-        results["models"][name] = {}
+        results["models"][name] = {key: value for key, value in done.items() if key != "skipped"}
         for minutes in args.minutes:
+            if f"{minutes:g}" in results["models"][name]:
+                print(f"== {name}: {minutes:g} min already in {out_path.name}", flush=True)
+                continue
             print(f"== {name}: {minutes:g} min, seeds {args.seeds}", flush=True)
-            results["models"][name][f"{minutes:g}"] = run_budget(name, setups[name], args, data, runs, minutes)
+            results["models"][name][f"{minutes:g}"] = {
+                **run_budget(name, setups[name], args, data, runs, minutes), "part": len(parts)}
             if name == "gpt_tuned" and minutes == reference:
                 results["tuned_gpt_3min_val_loss"] = results["models"][name][f"{minutes:g}"][
                     "curve_final_val_loss"]["mean"]

@@ -169,8 +169,11 @@ def shakespeare_table(results: dict) -> str:
                 f"width {given['width']}.", ""]
     skipped = [f"`{name}` ({m['skipped']})" for name, m in results["models"].items() if "skipped" in m]
     partial = "" if results.get("complete", True) else "**Incomplete: the run was still going when this was written.** "
-    return "\n".join(out) + (f"Seeds {results['seeds']}. " + (f"Skipped: {', '.join(skipped)}. " if skipped else "")
-                             + partial + provenance(results))
+    parts = results.get("parts") or [results]
+    made = [(f"Part {index} ({', '.join(f'{m:g} min' for m in part['budgets_minutes'])}; seeds {part['seeds']}): "
+             if len(parts) > 1 else f"Seeds {part['seeds']}. ") + provenance(part) for index, part in enumerate(parts)]
+    skipped_line = f"Skipped: {', '.join(skipped)}. " if skipped else ""
+    return "\n".join([*out, skipped_line + partial + " ".join(made)])
 
 
 def blocks_table(results: dict) -> str:

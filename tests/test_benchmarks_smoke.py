@@ -178,3 +178,33 @@ def test_precision_smoke_has_every_family_field_and_equal_time_pair(smoke_result
     assert sorted(results["equal_time"]) == ["causal_mixer_shakespeare", "fashion_mnist_mixer"]
     for name, pair in results["equal_time"].items():
         assert pair["fp32_val"] > 0 and pair["auto_val"] > 0 and pair["auto_precision"], name
+
+
+def test_shakespeare_extend_trains_only_what_the_file_lacks_and_records_each_part(tmp_path):
+    out = tmp_path / "shakespeare.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+
+    def bench(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(BENCHMARKS / "shakespeare.py"), "--smoke", "--out", str(out), "--seeds", "0",
+                   *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+
+    first = bench("--only", "ngram3", "bengio", "--note", "part one")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = json.loads(out.read_text())["models"]
+    second = bench("--extend", "--only", "ngram3", "bengio", "gpt_baby", "--note", "part two")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "bengio: 0.5 min already in shakespeare.json" in second.stdout
+    results = json.loads(out.read_text())
+    assert [part["note"] for part in results["parts"]] == ["part one", "part two"]
+    assert all(len(part["git_commit"]) == 40 for part in results["parts"])
+    models = results["models"]
+    for budget in ("0.5", "1"):
+        assert models["bengio"][budget]["runs"] == before["bengio"][budget]["runs"]  # not trained again
+        assert models["bengio"][budget]["part"] == 0 and models["ngram3"][budget]["part"] == 0
+        assert models["gpt_baby"][budget]["part"] == 1
+    assert "Part 1 (0.5 min, 1 min; seeds [0])" in tables.render("shakespeare", results)
+    mismatch = bench("--extend", "--set", "optim.lr=1e-3")
+    assert mismatch.returncode != 0 and "--extend: overrides is ['optim.lr=1e-3'] here but [] in" in mismatch.stderr
+    assert len(mismatch.stderr.strip().splitlines()) == 1
