@@ -74,6 +74,15 @@ def test_vision_token_mixing_one_panel_per_layer(tmp_path):
     assert png_size(path) == (640, 720)  # 2x2 grid of 3.2 x 3.4 inch panels (+0.4) at 100 dpi
 
 
+def test_a_one_panel_token_mixing_figure_wraps_its_title_inside_the_figure():
+    units = viz.vision_token_mixing_units(tiny_mixer(depth=1))
+    for fig in (viz.token_mixing_figure(units), viz.token_mixing_figure(units * 2)):
+        fig.canvas.draw()
+        title = fig._suptitle.get_window_extent()
+        assert 0 <= title.x0 and title.x1 <= fig.bbox.width, (title, fig.bbox.width)  # the served page showed it cut
+    assert "\n" not in fig._suptitle.get_text()  # two panels: one line, as before
+
+
 def test_reference_mixer_patch_mixing_and_filters(tmp_path):
     model = create_model("mlp_mixer_seed", n_layers=2, embedding_dim=8, mlp_dim=5, clf_dim=16)
     units = viz.vision_token_mixing_units(model)

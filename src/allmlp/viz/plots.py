@@ -18,6 +18,14 @@ def _pyplot():
     return plt
 
 
+def _suptitle(fig, text: str, fontsize: float = 10) -> None:
+    """A figure title wrapped onto as many lines as the figure's width needs (a one-panel figure would clip it)."""
+    import textwrap
+
+    chars_per_line = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))  # about 0.55 em a character
+    fig.suptitle(textwrap.fill(text, chars_per_line), fontsize=fontsize)
+
+
 def _save(fig, path: str | Path) -> Path:
     """Write a matplotlib figure as a palette PNG (about 3x smaller, same look) and free it."""
     from PIL import Image
@@ -164,8 +172,7 @@ def token_mixing_figure(units_per_layer: list[torch.Tensor], title: str = "token
         ax.set_title(f"layer {i + 1}: {min(len(units), 64)} of {len(units)} units", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{title} (each tile: one hidden unit over the {tuple(units_per_layer[0].shape[1:])} patch grid)",
-                 fontsize=10)
+    _suptitle(fig, f"{title} (each tile: one hidden unit over the {tuple(units_per_layer[0].shape[1:])} patch grid)")
     fig.tight_layout()
     return fig
 
@@ -210,7 +217,7 @@ def mixing_matrix_figure(matrices: list[torch.Tensor], title: str = "token-mixin
         else:
             ax.set_xlabel("source position")
         ax.set_ylabel("target position")
-    fig.suptitle(f"{title} (red positive, blue negative)", fontsize=10)
+    _suptitle(fig, f"{title} (red positive, blue negative)")
     fig.tight_layout()
     return fig
 
