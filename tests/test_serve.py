@@ -428,6 +428,22 @@ def test_the_serve_command_prints_its_url_and_serves(serve_runs):
     assert process.returncode == 130 and process.stderr.read() == ""  # a clean stop: no traceback
 
 
+def test_the_serve_command_refuses_a_taken_port_or_one_out_of_range_in_one_line(serve_runs, capsys):
+    import socket
+
+    from allmlp.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", str(serve_runs), "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (f"allmlp serve: error: cannot listen on 127.0.0.1:{port} (Address already in "
+                                       "use); choose another --port\n")
+    assert main(["serve", str(serve_runs), "--port", "70000"]) == 2
+    assert capsys.readouterr().err == "allmlp serve: error: --port must be in 0..65535, got 70000\n"
+
+
 def test_the_serve_command_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
     from allmlp.cli import main
 
