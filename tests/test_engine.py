@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from allmlp.checkpoint import CheckpointError, load_run, load_weights
-from allmlp.configure import build_config
+from allmlp.configure import build_config, load_config
 from allmlp.data.batches import TensorBatches
 from allmlp.engine import Experiment, run
 from allmlp.models import create_model
@@ -27,6 +27,17 @@ def test_learns_separable_task(tiny_fashion, tmp_path):
     assert result["test/acc"] > 0.9
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(records) >= 6 and list((tmp_path / "run").glob("events.out.tfevents.*"))
+
+
+def test_the_config_is_in_the_run_folder_from_the_first_step(tiny_fashion, tmp_path):
+    run_dir, seen = tmp_path / "run", []
+
+    def look(step, model, tb):  # an evaluation hook: runs between steps, before any checkpoint here
+        seen.append((step, (run_dir / "config.yaml").is_file(), (run_dir / "model.safetensors").is_file()))
+
+    train(tiny_cfg(tiny_fashion, steps=3, **{"train.eval_interval": 1}), run_dir, hooks=(look,))
+    assert seen[0] == (1, True, False)  # config.yaml at step 1, no weights yet (checkpoint_interval=0)
+    assert load_config(run_dir / "config.yaml").model.args["depth"] == 2
 
 
 def test_checkpoint_round_trip_gives_identical_logits(tiny_fashion, tmp_path):

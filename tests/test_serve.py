@@ -109,6 +109,28 @@ def test_a_training_run_shows_live_step_loss_and_time_left(server, serve_runs):
         shutil.rmtree(live)
 
 
+def test_a_training_before_its_first_checkpoint_is_listed_while_it_runs(server, serve_runs):
+    young = serve_runs / "young"  # what a training leaves in its first checkpoint interval: config and metrics only
+    young.mkdir()
+    try:
+        shutil.copy(serve_runs / IMAGE_RUN / "config.yaml", young / "config.yaml")
+        (young / "metrics.jsonl").write_text(json.dumps({"step": 5, "split": "train", "loss": 2.0,
+                                                         "samples_per_sec": 100.0}) + "\n")
+        fd = os.open(young, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            run = next(r for r in httpx.get(f"{server.url}/api/runs").json()["runs"] if r["name"] == "young")
+            assert run["status"]["running"] and run["status"]["step"] == 5 and run["status"]["loss"] == 2.0
+            assert not run["has_weights"] and not run["can_classify"] and not run["can_chat"]
+            assert httpx.post(f"{server.url}/api/runs/young/classify").status_code in (400, 404, 409, 422)
+        finally:
+            os.close(fd)
+        names = [r["name"] for r in httpx.get(f"{server.url}/api/runs").json()["runs"]]
+        assert "young" not in names  # its training ended without a checkpoint: nothing to show
+    finally:
+        shutil.rmtree(young)
+
+
 @pytest.mark.parametrize("name", [LM_RUN, LM_RUN.replace("/", "%2F")])
 def test_one_run_with_its_config_and_what_the_model_takes(server, name):
     body = httpx.get(f"{server.url}/api/runs/{name}").json()

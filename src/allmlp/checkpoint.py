@@ -158,6 +158,11 @@ def load_trainer_state(run_dir: Path) -> dict | None:
         raise CheckpointError(f"{legacy}: corrupt or unsafe trainer state ({err.__class__.__name__})") from None
 
 
+def save_config(run_dir: Path, cfg: Config) -> None:
+    """Write the run's config.yaml (atomically)."""
+    atomic_write_bytes(Path(run_dir) / CONFIG, config_yaml(cfg).encode())
+
+
 def save_run(run_dir: Path, model: nn.Module, cfg: Config, tokenizer=None) -> None:
     """Write weights, config and (for text) tokenizer into the run folder."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +170,7 @@ def save_run(run_dir: Path, model: nn.Module, cfg: Config, tokenizer=None) -> No
     save_files = hook(unwrap(model), "save_files")  # models with state outside tensors (LightGBM)
     if save_files is not None:
         save_files(run_dir)
-    atomic_write_bytes(run_dir / CONFIG, config_yaml(cfg).encode())
+    save_config(run_dir, cfg)
     if tokenizer is not None:
         atomic_write_bytes(run_dir / TOKENIZER, json.dumps(tokenizer.to_dict(), ensure_ascii=False).encode())
 

@@ -23,9 +23,11 @@ class RunNotFound(LookupError):
 
 
 def is_run_folder(path: Path) -> bool:
-    """A folder that `allmlp train` wrote: config.yaml plus weights or a trainer state (a run still in its first
-    checkpoint interval has neither yet, and is not listed until it has one)."""
-    return (path / CONFIG).is_file() and ((path / WEIGHTS).is_file() or (path / TRAINER_STATE).is_file())
+    """A folder that `allmlp train` wrote: config.yaml plus weights or a trainer state, or config.yaml and a
+    training holding the folder (a run in its first checkpoint interval, listed from its first step)."""
+    if not (path / CONFIG).is_file():
+        return False
+    return (path / WEIGHTS).is_file() or (path / TRAINER_STATE).is_file() or lock_held(path)
 
 
 def discover_runs(root: Path) -> list[str]:
@@ -140,7 +142,7 @@ class RunIndex:
             "has_weights": (run_dir / WEIGHTS).is_file(),
             "last_change": max(s[0] for s in signature if s is not None),
             "can_chat": task == "text" and (run_dir / "tokenizer.json").is_file(),
-            "can_classify": task == "image",
+            "can_classify": task == "image" and (run_dir / WEIGHTS).is_file(),
             "status": {"step": step, "loss": last_train.get("loss"),
                        "time_left_s": time_left(cfg, records, step, samples_per_step(cfg, model))},
             "problem": problem,
