@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -74,7 +73,8 @@ def memorise(name: str, overrides: list[str], minutes: float, run_dir: Path) -> 
 
 
 def fwd_bwd_seconds(fn, x: torch.Tensor, reps: int) -> float:
-    """Median seconds of one forward + backward of fn(x).sum()."""
+    """Seconds of one forward + backward of fn(x).sum(): the fastest of `reps` (the run least disturbed by other
+    work on the machine; a median still carries it)."""
     for _ in range(3):
         fn(x).sum().backward()
     times = []
@@ -82,7 +82,7 @@ def fwd_bwd_seconds(fn, x: torch.Tensor, reps: int) -> float:
         start = time.perf_counter()
         fn(x).sum().backward()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def layer_speed(in_features: int, out_features: int, n: int, segments: int, batch: int, reps: int,
@@ -207,7 +207,7 @@ def main() -> None:
     parser.add_argument("--memorise-minutes", type=float, default=2.5, help="training time per memorisation run")
     parser.add_argument("--shakespeare-minutes", type=float, default=2.5,
                         help="training time of each model in (c) (default 2.5)")
-    parser.add_argument("--reps", type=int, default=10, help="timed repetitions per layer measurement")
+    parser.add_argument("--reps", type=int, default=20, help="timed repetitions per layer measurement (the fastest counts)")
     parser.add_argument("--seconds", type=float, default=60, help="training time per reference line")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the reference lines (0: default)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["memorise", "speed", "shakespeare", "seed_lines"])

@@ -211,7 +211,7 @@ def layer_speed_table(results: dict) -> str:
                      f"{row['layer_time_ratio_vs_fastest_linear']:.2f}x | {row['bound_n_times_segments']} | "
                      f"{'met' if row['bound'] == 'met' else '**missed**'} | {expansion} |")
     batch = results["layer_speed"][0]["shape"]["batch"]
-    return "\n".join(lines) + f"\n\nBatch {batch:,}, medians of the timed repetitions. " + provenance(results)
+    return "\n".join(lines) + f"\n\nBatch {batch:,}, the fastest of the timed repetitions. " + provenance(results)
 
 
 def memorisation_table(results: dict) -> str:
