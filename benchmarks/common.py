@@ -87,7 +87,8 @@ def _utc_now() -> str:
 
 # The code that runs is the code at the start: later commits or edits during a long run must not be credited.
 STARTED = {"git_commit": _git("rev-parse", "HEAD") or "unknown",
-           "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")), "date_utc": _utc_now()}
+           "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")),
+           "date_utc": _utc_now()}  # results written by earlier benchmarks of this checkout are outputs, not code
 
 
 def provenance(args: argparse.Namespace, seeds: list[int]) -> dict:
