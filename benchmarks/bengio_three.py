@@ -115,7 +115,7 @@ def main() -> None:
         out["runs"][label] = {"overrides": overrides, "params": count_parameters(exp.model),
                               "first_logged_train_loss": round(first, 4),
                               "val_loss": round(result["val/loss"], 4), "test_loss": round(result["test/loss"], 4),
-                              "train_seconds": round(result["train_seconds"], 1),
+                              "train_seconds": round(result["train_seconds"], 1), "precision": result["precision"],
                               "steps_per_second": round(result["step"] / result["train_seconds"], 1)}
         print(json.dumps(out["runs"][label]), flush=True)
     out["max_logit_difference_same_weights"] = same_logits_check(args.preset)

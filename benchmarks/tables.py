@@ -256,8 +256,22 @@ def seed_lines_table(results: dict) -> str:
         f"{first['unigram_entropy']:.2f}, prior val loss {first['prior_val_loss']:.2f}. " + provenance(results))
 
 
+def bengio_three_table(results: dict) -> str:
+    """Per implementation: params, first logged loss, val and test loss, precision and speed; then the logit check."""
+    lines = ["| implementation | params | first logged train loss | val loss | test loss | precision | steps/s |",
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for label, row in results["runs"].items():
+        lines.append(f"| {label} | {row['params']:,} | {row['first_logged_train_loss']:.4f} | {row['val_loss']:.4f} | "
+                     f"{row['test_loss']:.4f} | {row.get('precision', 'not recorded (auto)')} | "
+                     f"{row['steps_per_second']:,.0f} |")
+    return "\n".join(lines) + (
+        f"\n\n{results['steps']:,} steps each, `{results['preset']}` preset; the same weights give logits within "
+        f"{results['max_logit_difference_same_weights']:.1e} in the three implementations. " + provenance(results))
+
+
 RENDERERS = {"generate": generate_table, "names": names_table, "fashion_mnist": fashion_mnist_table,
              "precision": precision_table, "shakespeare": shakespeare_table, "blocks": blocks_table,
+             "bengio_three": bengio_three_table,
              "highorder:layer_speed": layer_speed_table, "highorder:memorisation": memorisation_table,
              "highorder:shakespeare": highorder_shakespeare_table, "highorder:seed_lines": seed_lines_table}
 
