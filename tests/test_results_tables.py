@@ -23,7 +23,7 @@ def test_the_shipped_pages_mark_the_tables_of_the_main_benchmarks():
 
 def test_every_marked_table_is_its_results_file_rendered():
     for path, name, body in marked_tables():
-        assert (tables.RESULTS / f"{name}.json").is_file(), f"{path.name}: no results file {name}.json"
+        assert (tables.RESULTS / f"{tables.results_file(name)}.json").is_file(), f"{path.name}: no results file for {name}"
         assert body == tables.render(name) + "\n", (f"{path.name}: the {name} table is not what its results file "
                                                    "renders; run python benchmarks/tables.py --write")
 
