@@ -17,7 +17,7 @@ import argparse
 import json
 
 from common import add_common_arguments, output_path, runs_folder, smoke_folder, smoke_text, write_results
-from shakespeare import SETUPS, train_one
+from shakespeare import SETUPS, gpt_setup, train_one
 
 MIXER_VARIANTS = {"full": [], "toeplitz_direct": ["model.token_mixing=toeplitz", "model.toeplitz_method=direct"],
                   "toeplitz_fft": ["model.token_mixing=toeplitz", "model.toeplitz_method=fft"]}
@@ -27,8 +27,8 @@ REFERENCE_CONTEXT = 64
 EVAL_SECONDS = 30.0  # a val point on the curve every this many training seconds
 
 
-def gpt_setup() -> str:
-    """The strongest GPT benchmarks/shakespeare.py defines (the tuned one once it exists)."""
+def gpt_name() -> str:
+    """The strongest GPT of benchmarks/shakespeare.py's setups: the tuned one when --gpt-setting gives it."""
     return next(name for name in ("gpt_tuned", "gpt_baby", "gpt") if name in SETUPS)
 
 
@@ -43,7 +43,7 @@ def run_context(context_length: int, args, data: list[str]) -> dict:
     runs, out = runs_folder(args, "context"), {}
     smoke = ["train.max_steps=3", "data.eval_batch_size=64"] if args.smoke else []
     models = {f"causal_mixer_{variant}": ("causal_mixer", overrides) for variant, overrides in MIXER_VARIANTS.items()}
-    models["gpt"] = (gpt_setup(), [])
+    models["gpt"] = (gpt_name(), [])
     for name, (setup, overrides) in models.items():
         extra = [*overrides, f"data.context_length={context_length}",
                  f"data.batch_size={batch_size(setup, context_length)}", *data, *args.set, *smoke]
@@ -62,15 +62,20 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget per model and context")
     parser.add_argument("--contexts", type=int, nargs="+", default=[64, 256, 1024], help="context lengths")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every model")
+    parser.add_argument("--gpt-setting", nargs=3, metavar=("BATCH", "LR", "WIDTH"),
+                        help="the tuned GPT (shakespeare.json's gpt_search best); default: nanoGPT's untuned baby GPT")
     add_common_arguments(parser, "context")
     args = parser.parse_args()
+    if args.gpt_setting:
+        SETUPS["gpt_tuned"] = gpt_setup(int(args.gpt_setting[0]), float(args.gpt_setting[1]), int(args.gpt_setting[2]))
     data = []
     if args.smoke:
         args.minutes, args.contexts = 0.02, [16, 64]
         data = ["data.name=text", f"data.path={smoke_text(smoke_folder('context'))}"]
     contexts = {str(T): run_context(T, args, data) for T in args.contexts}
     write_results(output_path(args, "context"), args, [0], {
-        "budget_seconds": args.minutes * 60, "contexts": contexts,
+        "budget_seconds": args.minutes * 60, "contexts": contexts, "gpt": gpt_name(),
+        "gpt_setting": args.gpt_setting and dict(zip(("batch_size", "lr", "width"), args.gpt_setting)),
         "protocol": "Shakespeare, shakespeare_mixer preset's split; each model keeps its T=64 chars per step "
                     "(batch scaled by 64/T); equal wall-clock budgets; val loss over 65,536 chars after training"})
 
