@@ -48,12 +48,12 @@ test: setup
 # Every benchmark, one after the other (about 8 hours on 2 CPU cores: shakespeare's GPT search alone takes ~5.5);
 # each writes benchmarks/results/*.json with the arguments its committed file was made with.
 BENCHMARKS ?= engine_overhead faults ngram fashion_mnist names shakespeare bengio_three highorder blocks ddp serve \
-	precision generate bigdata
+	precision generate bigdata context
 bench: data
 	$(BIN)/allmlp data fetch shakespeare names
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; \
 		case $$b in faults) extra="--kills 240 --per-chain 30";; generate) extra="--threads 1";; \
-			bigdata) extra="--repeats 2";; *) extra="";; esac; \
+			bigdata) extra="--repeats 2";; context) extra="--gpt-setting 32 4e-3 128";; *) extra="";; esac; \
 		$(BIN)/python benchmarks/$$b.py $$extra || exit 1; done
 
 clean:

@@ -271,9 +271,27 @@ def bengio_three_table(results: dict) -> str:
         f"{results['max_logit_difference_same_weights']:.1e} in the three implementations. " + provenance(results))
 
 
+def context_table(results: dict) -> str:
+    """Per context length: training tokens/s and val loss of the causal Mixer (full, Toeplitz direct and FFT) and
+    the GPT, at equal time."""
+    names = {"causal_mixer_full": "causal Mixer, full matrices", "causal_mixer_toeplitz_direct": "Toeplitz direct",
+             "causal_mixer_toeplitz_fft": "Toeplitz FFT", "gpt": f"GPT (`{results.get('gpt', 'gpt_baby')}`)"}
+    lines = ["| T | " + " | ".join(f"{label}: tokens/s, val loss" for label in names.values()) + " |",
+             "| ---: |" + " --- |" * len(names)]
+    for context, row in results["contexts"].items():
+        cells = [f"{row[name]['tokens_per_second']:,} / {row[name]['val_loss']:.3f} ({row[name]['params']:,} params)"
+                 if name in row else "-" for name in names]
+        lines.append(f"| {int(context):,} | " + " | ".join(cells) + " |")
+    setting = results.get("gpt_setting")
+    gpt = (f"the GPT at batch {setting['batch_size']} (scaled like the others), lr {setting['lr']}, width "
+           f"{setting['width']}" if setting else "nanoGPT's untuned baby GPT")
+    return "\n".join(lines) + (f"\n\n{results['budget_seconds'] / 60:g} min per model and context; {gpt}; every "
+                               "model keeps its T = 64 chars per step. " + provenance(results))
+
+
 RENDERERS = {"generate": generate_table, "names": names_table, "fashion_mnist": fashion_mnist_table,
              "precision": precision_table, "shakespeare": shakespeare_table, "blocks": blocks_table,
-             "bengio_three": bengio_three_table,
+             "bengio_three": bengio_three_table, "context": context_table,
              "highorder:layer_speed": layer_speed_table, "highorder:memorisation": memorisation_table,
              "highorder:shakespeare": highorder_shakespeare_table, "highorder:seed_lines": seed_lines_table}
 
