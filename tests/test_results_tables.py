@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -59,3 +61,59 @@ def test_make_bench_reruns_the_script_of_every_committed_results_file():
         script = next((name for name in listed if path.stem == name or path.stem.startswith(f"{name}_")), None)
         assert script, f"{path.name}: no benchmark in make bench writes it"
         assert (ROOT / "benchmarks" / f"{script}.py").is_file()
+
+
+def glance_rows() -> list[tuple[str, list[str]]]:
+    """(result cell, results files it names) for each README results-at-a-glance row that names a file."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("## Results at a glance")[1].split("\n## ")[0]
+    rows = []
+    for line in table.splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| ") and len(cells) >= 4 and not line.startswith(("| what |", "| --- |")):
+            result = cells[2]
+            rows.append((result, re.findall(r"`([\w.-]+)\.json`", result)))
+    return rows
+
+
+def numbers_in(value) -> list[float]:
+    """Every number in a parsed JSON value, recursively."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers_in(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers_in(v)]
+    return []
+
+
+def missing_decimals(result: str, files: list[str]) -> list[str]:
+    """The decimals typed in a glance row's result cell that none of its results files holds."""
+    raw = "".join((tables.RESULTS / f"{name}.json").read_text() for name in files)
+    values = [n for name in files for n in numbers_in(json.loads((tables.RESULTS / f"{name}.json").read_text()))]
+    prose = re.sub(r"`[^`]*`", "", result)  # commands and file names are not results
+    missing = []
+    for typed in re.findall(r"(?<![\w.])\d[\d,]*\.\d+(?:e-?\d+)?", prose):
+        mantissa, _, exponent = typed.partition("e")
+        number = float(typed.replace(",", ""))
+        # half a unit of the last digit typed: 1.5955 may be quoted as 1.596 or 1.595, 1.19e-07 as 1.2e-7
+        half = 0.5 * 10 ** (int(exponent or 0) - len(mantissa.split(".")[1])) + 1e-12
+        if typed not in raw and not any(abs(v * scale - number) <= half for v in values for scale in (1, 100)):
+            missing.append(typed)
+    return missing
+
+
+def test_every_decimal_in_the_readme_glance_is_in_the_results_file_it_names():
+    rows = glance_rows()
+    assert len(rows) >= 10
+    for result, files in rows:
+        assert files, f"README glance: a row names no results file ({result[:60]}...)"
+        assert not missing_decimals(result, files), f"README glance: {missing_decimals(result, files)} not in {files}"
+
+
+def test_a_decimal_typed_by_hand_into_the_glance_is_caught():
+    result, files = next((r, f) for r, f in glance_rows() if "names" in f)
+    assert not missing_decimals(result, files)
+    assert missing_decimals(result.replace("1.901", "1.861", 1), files) == ["1.861"]
