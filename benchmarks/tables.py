@@ -241,9 +241,10 @@ def highorder_shakespeare_table(results: dict) -> str:
 
 
 def seed_lines_table(results: dict) -> str:
-    """Every seed-004 line: params, first-batch loss, val loss after the budget, steps, and the two bounds."""
+    """Every language-interpolation training line: params, first-batch loss, val loss after the budget, steps, and
+    the two bounds."""
     section = results["seed_lines"]
-    lines = ["| seed line | params | first-batch loss | val loss | steps | below the unigram entropy | "
+    lines = ["| training line | params | first-batch loss | val loss | steps | below the unigram entropy | "
              "below the prior (difference) |", "| --- | ---: | ---: | ---: | ---: | --- | --- |"]
     for name, row in section["lines"].items():
         gap = row["val_loss"] - row["prior_val_loss"]
