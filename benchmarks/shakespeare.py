@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from common import (add_common_arguments, output_path, provenance, runs_folder, save_line_plot, smoke_folder,
-                    smoke_text, spread, train, write_results)
+from common import (REQUIRED_KEYS, add_common_arguments, output_path, provenance, runs_folder, save_line_plot,
+                    smoke_folder, smoke_text, spread, train, write_results)
 
 from allmlp.config import load_preset
 from allmlp.configure import build_config
@@ -343,8 +343,7 @@ def extend(results: dict, path: Path) -> list[dict]:
         if previous.get(key, []) != results[key]:
             raise SystemExit(f"shakespeare.py: --extend: {key} is {results[key]} here but {previous.get(key, [])} "
                              f"in {path}: the parts would not be comparable")
-    keys = ("command", "git_commit", "git_dirty", "date_utc", "finished_utc", "machine", "seeds", "note", "smoke")
-    parts = previous.get("parts") or [{**{key: previous.get(key) for key in keys},
+    parts = previous.get("parts") or [{**{key: previous.get(key) for key in REQUIRED_KEYS},
                                        "budgets_minutes": previous["budgets_minutes"],
                                        "models": list(previous["models"])}]
     results["budgets_minutes"] = sorted({*previous["budgets_minutes"], *results["budgets_minutes"]})

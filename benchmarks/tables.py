@@ -52,18 +52,23 @@ def against(model: dict, reference: dict | None, label: str) -> str:
     return f"better by {gap:.3f} (spread {noise:.3f})" if gap > noise else f"not better ({gap:+.3f}, spread {noise:.3f})"
 
 
+def best_count_model(models: dict) -> dict | None:
+    """The count model (deterministic entry) with the lowest mean val loss, or None when there is none."""
+    counted = [m for m in models.values() if m["deterministic"]]
+    return min(counted, key=lambda m: m["val_loss"]["mean"]) if counted else None
+
+
 def names_table(results: dict) -> str:
     """Per model: params, steps, precision, val and test loss (mean ± std over seeds), and whether the gap to the
     best count model on val exceeds the model's seed spread."""
     models = results["models"]
-    count_models = {name: m for name, m in models.items() if m["deterministic"]}
-    best_count = min(count_models, key=lambda name: count_models[name]["val_loss"]["mean"]) if count_models else None
+    best_count = best_count_model(models)
     lines = ["| model | params | steps (first seed) | precision | val loss | test loss | "
              "against the best count model (val) |", "| --- | ---: | ---: | --- | --- | --- | --- |"]
     for name, model in sorted(models.items(), key=lambda item: item[1]["val_loss"]["mean"]):
         first = next(iter(model["runs"].values()))
         steps = "counted" if model["deterministic"] else f"{first['steps']:,}"
-        verdict = against(model, count_models.get(best_count), "the best count model") if best_count else ""
+        verdict = against(model, best_count, "the best count model")
         lines.append(f"| `{name}` | {model['params']:,} | {steps} | {first['precision']} | {pm(model['val_loss'])} | "
                      f"{pm(model['test_loss'])} | {verdict} |")
     names = results["names"]
@@ -138,8 +143,7 @@ def shakespeare_table(results: dict) -> str:
     out = []
     for budget in (f"{m:g}" for m in results["budgets_minutes"]):
         rows = {name: m[budget] for name, m in models.items() if budget in m}
-        count = {name: r for name, r in rows.items() if r["deterministic"]}
-        best_count = min(count, key=lambda name: count[name]["val_loss"]["mean"]) if count else None
+        best_count = best_count_model(rows)
         out += [f"**{budget} min per run**", "",
                 "| model | params | steps (first seed) | tokens/s (first seed) | precision | val loss | test loss | "
                 "seconds to the tuned GPT's 3-min val | against the tuned GPT (val) | against the best count model "
@@ -156,7 +160,7 @@ def shakespeare_table(results: dict) -> str:
             out.append(f"| `{name}` | {row['params']:,} | {steps} | {speed} | {precision} | {pm(row['val_loss'])} | "
                        f"{pm(row['test_loss'])} | "
                        f"{seconds} | {against(row, rows.get('gpt_tuned'), 'the tuned GPT')} | "
-                       f"{against(row, count.get(best_count), 'the best count model') if best_count else ''} |")
+                       f"{against(row, best_count, 'the best count model')} |")
         out.append("")
     search = results.get("gpt_search") or {}
     if "trials" in search:

@@ -224,9 +224,9 @@ def fit(fabric, exp: Experiment, cfg: Config, run_dir: str | Path, resume: bool 
     budget = train.max_minutes * 60
 
     writer = _Writer(run_dir, is_main, state["step"])
-    if is_main and state["step"] == 0:  # the run's config from its start, so a training is visible (allmlp serve)
-        ckpt.save_config(run_dir, cfg)  # before its first checkpoint; the checkpoints write it again
-    if state["step"] == 0:  # how this run uses the machine (a resumed run keeps its first record)
+    if state["step"] == 0:  # a fresh run (a resumed one keeps its first records)
+        if is_main:  # the config from the start, so `allmlp serve` lists the training before its first checkpoint
+            ckpt.save_config(run_dir, cfg)
         ratio = {"bf16_over_fp32": train.precision_ratio} if train.precision_ratio > 0 else {}
         writer.log(0, "setup", {"threads": torch.get_num_threads(), "processes": world, **ratio})
     progress = _Progress(is_main and train.progress, max_steps, state["step"], budget, state["elapsed"])

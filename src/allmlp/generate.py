@@ -117,8 +117,8 @@ def sample_id(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None 
     if top_p is not None and 0 < top_p < 1:
         sorted_logits, order = torch.sort(logits, descending=True)
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the smallest set reaching top_p (>= 1 id,
-        drop[0] = False  # also where top_p is below float32's smallest number and rounds to 0 here)
+        drop = cumulative - sorted_logits.softmax(-1) >= top_p  # keep the smallest set reaching top_p
+        drop[0] = False  # and always the likeliest id, also where top_p rounds to 0 in float32
         logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
     probs = logits.softmax(-1).cpu()
     return int(torch.multinomial(probs, 1, generator=generator))
