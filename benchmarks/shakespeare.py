@@ -2,7 +2,7 @@
 (full and Toeplitz token mixing), chat_mixer, bengio, and the Kneser-Ney count baselines.
 
     flock /tmp/allmlp-bench.lock .venv/bin/python benchmarks/shakespeare.py [--minutes 3 10] [--seeds 0 1 2]
-        [--only NAME ...] [--skip NAME ...] [--gpt-setting BATCH LR WIDTH] [--extend]
+        [--only NAME ...] [--skip NAME ...] [--gpt-setting BATCH LR WIDTH] [--extend] [--merge FILE ...]
 
 Every model trains on the same split (the shakespeare_mixer preset's data: 90% train, 5% val, 5% test, contiguous)
 for each budget of --minutes per seed, the cosine schedule following the clock, evaluated every --eval-seconds of
@@ -23,7 +23,11 @@ it exists) are skipped with the reason recorded. Writes benchmarks/results/shake
 The whole table is hours of machine time, so it can be made in parts: `--extend` adds the budgets and models of
 this run to the existing file and trains only the (model, budget) entries it lacks, reusing the file's tuned-GPT
 setting. Each entry records the part that made it (`"part"`: an index into `"parts"`, which keeps every part's
-command, commit, date, machine, seeds and note); the evaluation settings must match the file's.
+command, commit, date, machine, seeds and note); the evaluation settings must match the file's. When the GPT grid
+has grown since the file's search, `--extend` with gpt_tuned trains only the new trials; if the best setting
+changes, the file's gpt_tuned entries are trained again with it (`"previous_best"` records the old one). Two parts
+can run at once, on copies of one file: `--extend --merge OTHER.json` then adds to this file the parts and entries
+of OTHER.json it lacks (training nothing), and fails if both made the same entry.
 """
 
 from __future__ import annotations
@@ -146,7 +150,7 @@ SETUPS = {
 }
 MODELS = ["gpt_tuned", *SETUPS, *COUNT_MODELS]
 # The GPT search: stage 1 every (batch size, lr) at the first width, stage 2 the other widths at the best pair.
-GPT_GRID = {"batch_size": [12, 32, 64], "lr": [1e-3, 2e-3, 4e-3], "width": [128, 96, 192]}
+GPT_GRID = {"batch_size": [12, 32, 64], "lr": [1e-3, 2e-3, 4e-3, 8e-3], "width": [128, 96, 192]}
 SMOKE_GPT_GRID = {"batch_size": [4, 8], "lr": [1e-3], "width": [32, 64]}
 
 
@@ -231,17 +235,23 @@ def train_one(setup: tuple[dict, list[str]], minutes: float, run_dir: Path, extr
             "overrides": overrides}
 
 
-def search_gpt(args, data: list[str], runs: Path, minutes: float) -> dict:
-    """The two-stage grid of the GPT reference, each trial on the first seed for `minutes`, ranked by val loss."""
+def search_gpt(args, data: list[str], runs: Path, minutes: float, earlier: dict, part: int) -> dict:
+    """The two-stage grid of the GPT reference, each trial on the first seed for `minutes`, ranked by val loss;
+    the trials of an `earlier` search at the same budget and seed are kept, not trained again."""
     grid = SMOKE_GPT_GRID if args.smoke else GPT_GRID
     seed, trials = args.seeds[0], []
+    same_protocol = earlier.get("minutes") == minutes and earlier.get("seed") == seed
+    done = {(t["batch_size"], t["lr"], t["width"]): t for t in earlier.get("trials", []) if same_protocol}
 
     def trial(batch_size: int, lr: float, width: int, stage: int) -> dict:
+        if (batch_size, lr, width) in done:
+            trials.append({"part": 0, **done[batch_size, lr, width], "stage": stage})
+            return trials[-1]
         name = f"gpt_b{batch_size}_lr{lr:g}_w{width}"
         print(f"== search {name}: {minutes:g} min, seed {seed}", flush=True)
         entry = train_one(gpt_setup(batch_size, lr, width), minutes, runs / f"shakespeare_search_{name}",
                           [*data, *args.set, f"train.seed={seed}", *smoke_steps(args)], args.eval_seconds)
-        record = {"batch_size": batch_size, "lr": lr, "width": width, "stage": stage,
+        record = {"batch_size": batch_size, "lr": lr, "width": width, "stage": stage, "part": part,
                   **{k: entry[k] for k in ("val_loss", "params", "steps", "tokens_per_second")}}
         print(json.dumps(record), flush=True)
         trials.append(record)
@@ -354,6 +364,56 @@ def extend(results: dict, path: Path) -> list[dict]:
     return parts
 
 
+def merge(results: dict, parts: list[dict], path: Path) -> None:
+    """--merge: add to `results` (and `parts`) the parts and entries of the file at `path` that it lacks; the two
+    files must start with the same parts (both extend one file), and an entry both made is an error."""
+    if not path.is_file():
+        raise SystemExit(f"shakespeare.py: --merge: no results file {path}")
+    other = json.loads(path.read_text())
+    theirs = other.get("parts") or []
+    common = next((i for i, (a, b) in enumerate(zip(parts, theirs)) if a != b), min(len(parts), len(theirs)))
+    if common == 0 or any(other.get(key, []) != results[key] for key in ("eval_every_training_seconds", "overrides")):
+        raise SystemExit(f"shakespeare.py: --merge: {path} does not extend the same file with the same evaluation")
+    new_index = {common + i: len(parts) + i for i in range(len(theirs) - common)}
+    for name, budgets in other["models"].items():
+        ours = results["models"].setdefault(name, {})
+        for key, entry in budgets.items():
+            new = isinstance(entry, dict) and entry.get("part", 0) >= common
+            if key in ours and new:
+                raise SystemExit(f"shakespeare.py: --merge: both files trained {name} at {key} min")
+            if new and name == "gpt_tuned" and other["gpt_search"] != results["gpt_search"]:
+                raise SystemExit(f"shakespeare.py: --merge: {path} trained gpt_tuned with another GPT search")
+            if key not in ours:
+                ours[key] = {**entry, "part": new_index[entry["part"]]} if new else entry
+    parts.extend(theirs[common:])
+    if results["tuned_gpt_3min_val_loss"] is None and other["gpt_search"] == results["gpt_search"]:
+        results["tuned_gpt_3min_val_loss"] = other["tuned_gpt_3min_val_loss"]
+    results["budgets_minutes"] = sorted({*results["budgets_minutes"], *other["budgets_minutes"]})
+
+
+def tuned_gpt_setting(args, results: dict, data: list[str], runs: Path, reference: float, part: int) -> tuple:
+    """The tuned GPT's (batch, lr, width): given, or the search's best (trials the file lacks are trained); a new
+    best drops the file's gpt_tuned entries, trained with the old one."""
+    earlier = results["gpt_search"] or {}
+    if "given" in earlier or (args.gpt_setting and not earlier):
+        given = earlier.get("given") or dict(zip(("batch_size", "lr", "width"), (
+            int(args.gpt_setting[0]), float(args.gpt_setting[1]), int(args.gpt_setting[2]))))
+        results["gpt_search"] = {"given": given}
+        return given["batch_size"], given["lr"], given["width"]
+    search = search_gpt(args, data, runs, reference, earlier, part)
+    setting = [search["best"][key] for key in ("batch_size", "lr", "width")]
+    previous = earlier.get("best")
+    if previous and [previous[key] for key in ("batch_size", "lr", "width")] != setting:
+        print(f"== gpt_tuned: the search's best is now {setting} (was {previous}): trained again", flush=True)
+        results["models"].pop("gpt_tuned", None)
+        results["tuned_gpt_3min_val_loss"] = None
+        search["previous_best"] = previous
+    elif "previous_best" in earlier:
+        search["previous_best"] = earlier["previous_best"]
+    results["gpt_search"] = search
+    return tuple(setting)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[3.0, 10.0],
@@ -367,6 +427,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every model")
     parser.add_argument("--extend", action="store_true",
                         help="add to the existing results file: train only the (model, budget) entries it lacks")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="FILE",
+                        help="with --extend: add the parts and entries of these results files and train nothing")
     add_common_arguments(parser, "shakespeare", seeds=True)
     args = parser.parse_args()
     data, names = [], [m for m in (args.only or MODELS) if m not in args.skip]
@@ -379,29 +441,25 @@ def main() -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results: dict = {"budgets_minutes": args.minutes, "eval_every_training_seconds": args.eval_seconds,
                      "overrides": args.set, "models": {}, "gpt_search": None, "tuned_gpt_3min_val_loss": None}
+    if args.merge and not args.extend:
+        parser.error("--merge needs --extend (it adds to the existing results file)")
     parts = extend(results, out_path) if args.extend else []
+    for other in args.merge:
+        merge(results, parts, other)
+    names = [] if args.merge else names
     budgets = results["budgets_minutes"]
     reference = min(budgets, key=lambda m: abs(m - 3))  # the budget whose tuned-GPT loss is the target
     setups = dict(SETUPS)
     if "gpt_tuned" in names:
-        earlier = (results["gpt_search"] or {}).get("best") or (results["gpt_search"] or {}).get("given")
-        if earlier:  # --extend: the file's tuned setting
-            batch_size, lr, width = earlier["batch_size"], earlier["lr"], earlier["width"]
-        elif args.gpt_setting:
-            batch_size, lr, width = int(args.gpt_setting[0]), float(args.gpt_setting[1]), int(args.gpt_setting[2])
-            results["gpt_search"] = {"given": {"batch_size": batch_size, "lr": lr, "width": width}}
-        else:
-            results["gpt_search"] = search_gpt(args, data, runs, reference)
-            best = results["gpt_search"]["best"]
-            batch_size, lr, width = best["batch_size"], best["lr"], best["width"]
-        setups["gpt_tuned"] = gpt_setup(batch_size, lr, width)
+        setups["gpt_tuned"] = gpt_setup(*tuned_gpt_setting(args, results, data, runs, reference, len(parts)))
 
     def save(complete: bool) -> None:
         threshold = results["tuned_gpt_3min_val_loss"]
         add_seconds_to(results["models"], threshold, budgets)
         plots = {f"{m:g}": plot(results["models"], out_path.with_name(f"{out_path.stem}_{m:g}min.png"), m,
                                 threshold).name for m in budgets}  # next to the JSON
-        this_part = {**provenance(args, args.seeds), "budgets_minutes": args.minutes, "models": names}
+        this_part = {**provenance(args, args.seeds), "budgets_minutes": args.minutes, "models": names,
+                     **({"merged": [str(other) for other in args.merge]} if args.merge else {})}
         write_results(out_path, args, args.seeds, {**results, "parts": [*parts, this_part], "plots": plots,
                                                    "complete": complete, "protocol": (
             f"val / test loss over {FINAL_EVAL_TARGETS:,} chars of each split (evenly spread), measured after "
@@ -429,7 +487,8 @@ def main() -> None:
             results["models"][name] = done if set(done) - {"skipped"} else {"skipped": reason}
             continue
         results["models"][name] = {key: value for key, value in done.items() if key != "skipped"}
-        for minutes in args.minutes:
+        retrained = name == "gpt_tuned" and results["tuned_gpt_3min_val_loss"] is None
+        for minutes in sorted({*args.minutes, reference}) if retrained else args.minutes:
             if f"{minutes:g}" in results["models"][name]:
                 print(f"== {name}: {minutes:g} min already in {out_path.name}", flush=True)
                 continue

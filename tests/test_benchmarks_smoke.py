@@ -181,15 +181,19 @@ def test_precision_smoke_has_every_family_field_and_equal_time_pair(smoke_result
         assert pair["fp32_val"] > 0 and pair["auto_val"] > 0 and pair["auto_precision"], name
 
 
-def test_shakespeare_extend_trains_only_what_the_file_lacks_and_records_each_part(tmp_path):
-    out = tmp_path / "shakespeare.json"
+def shakespeare_smoke(tmp_path: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """benchmarks/shakespeare.py --smoke on one seed, writing `out`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(BENCHMARKS / "shakespeare.py"), "--smoke", "--out", str(out), "--seeds", "0", *args]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+
+
+def test_shakespeare_extend_trains_only_what_the_file_lacks_and_records_each_part(tmp_path):
+    out = tmp_path / "shakespeare.json"
 
     def bench(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, str(BENCHMARKS / "shakespeare.py"), "--smoke", "--out", str(out), "--seeds", "0",
-                   *args]
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+        return shakespeare_smoke(tmp_path, out, *args)
 
     first = bench("--only", "ngram3", "bengio", "--note", "part one")
     assert first.returncode == 0, first.stderr[-2000:]
@@ -209,3 +213,49 @@ def test_shakespeare_extend_trains_only_what_the_file_lacks_and_records_each_par
     mismatch = bench("--extend", "--set", "optim.lr=1e-3")
     assert mismatch.returncode != 0 and "--extend: overrides is ['optim.lr=1e-3'] here but [] in" in mismatch.stderr
     assert len(mismatch.stderr.strip().splitlines()) == 1
+
+
+def test_shakespeare_extend_trains_new_gpt_trials_and_retrains_the_gpt_when_its_best_changes(tmp_path):
+    out = tmp_path / "shakespeare.json"
+    first = shakespeare_smoke(tmp_path, out, "--only", "gpt_tuned")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count("== search ") == 3  # two batch sizes at the first width, then the other width
+    results = json.loads(out.read_text())
+    search = results["gpt_search"]
+    best = search["best"]
+    dropped = next(t for t in search["trials"] if t["stage"] == 1 and t["batch_size"] != best["batch_size"])
+    search["trials"].remove(dropped)  # as if the grid had grown since this file's search
+    search["best"] = {**best, "batch_size": dropped["batch_size"]}  # and that trial had been the better one
+    out.write_text(json.dumps(results))
+    second = shakespeare_smoke(tmp_path, out, "--extend", "--only", "gpt_tuned")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("== search ") == 1 and f"_b{dropped['batch_size']}_" in second.stdout
+    assert "trained again" in second.stdout
+    again = json.loads(out.read_text())
+    assert again["gpt_search"]["best"]["batch_size"] == best["batch_size"]
+    assert again["gpt_search"]["previous_best"]["batch_size"] == dropped["batch_size"]
+    assert sorted(t["part"] for t in again["gpt_search"]["trials"]) == [0, 0, 1]
+    assert [again["models"]["gpt_tuned"][budget]["part"] for budget in ("0.5", "1")] == [1, 1]  # trained again
+    assert again["tuned_gpt_3min_val_loss"] == again["models"]["gpt_tuned"]["0.5"]["curve_final_val_loss"]["mean"]
+
+
+def test_shakespeare_merge_joins_two_parts_made_at_once_and_refuses_an_entry_both_made(tmp_path):
+    base, mine, theirs = (tmp_path / f"{name}.json" for name in ("base", "mine", "theirs"))
+    assert shakespeare_smoke(tmp_path, base, "--only", "ngram3").returncode == 0
+    for path, model in ((mine, "bengio"), (theirs, "gpt_baby")):
+        path.write_text(base.read_text())
+        made = shakespeare_smoke(tmp_path, path, "--extend", "--only", model, "--note", model)
+        assert made.returncode == 0, made.stderr[-2000:]
+    merged = shakespeare_smoke(tmp_path, mine, "--extend", "--merge", str(theirs))
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    assert "== " not in merged.stdout  # nothing trained
+    results = json.loads(mine.read_text())
+    assert [part.get("note") for part in results["parts"][1:3]] == ["bengio", "gpt_baby"]
+    assert results["parts"][3]["merged"] == [str(theirs)]
+    models = results["models"]
+    assert models["gpt_baby"]["1"]["runs"] == json.loads(theirs.read_text())["models"]["gpt_baby"]["1"]["runs"]
+    assert models["gpt_baby"]["1"]["part"] == 2 and models["bengio"]["1"]["part"] == 1
+    assert models["ngram3"]["1"]["part"] == 0
+    twice = shakespeare_smoke(tmp_path, mine, "--extend", "--merge", str(theirs))
+    assert twice.returncode != 0 and "both files trained gpt_baby at" in twice.stderr
+    assert len(twice.stderr.strip().splitlines()) == 1
