@@ -217,6 +217,10 @@ def test_classify_an_uploaded_png_shows_five_classes_summing_to_one(browser, sit
     seen = by_css(browser, "#seen")
     assert browser.execute_script("return arguments[0].naturalWidth", seen) == 224
     assert "640 × 480 RGB → grey 28 × 28" in by_css(browser, "#seen-note").text
+    seen_box, figures_box = (browser.execute_script("const r = arguments[0].getBoundingClientRect(); "
+                                                    "return [r.left, r.right, r.top, r.bottom]", by_css(browser, css))
+                             for css in ("#seen", "#figures img"))
+    assert figures_box[0] >= seen_box[1] and figures_box[2] < seen_box[3]  # beside the model's input, not below
     screenshot(browser, tmp_path, "serve_classify")
     all_css(browser, "#samples button")[0].click()  # a test-set image
     wait(browser, lambda d: by_css(d, "#seen-note").text.startswith("test image ("))
