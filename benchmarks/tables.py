@@ -168,7 +168,10 @@ def shakespeare_table(results: dict) -> str:
         out += [f"GPT search ({search['minutes']:g} min per trial, seed {search['seed']}, ranked by val loss): "
                 + ", ".join(f"batch {t['batch_size']} lr {t['lr']:g} width {t['width']}: {t['val_loss']:.3f}"
                             for t in search["trials"])
-                + f". Best: batch {best['batch_size']}, lr {best['lr']:g}, width {best['width']}.", ""]
+                + f". Best: batch {best['batch_size']}, lr {best['lr']:g}, width {best['width']}"
+                + (f" (before the grid grew: batch {search['previous_best']['batch_size']}, lr "
+                   f"{search['previous_best']['lr']:g}, width {search['previous_best']['width']})"
+                   if "previous_best" in search else "") + ".", ""]
     elif "given" in search:
         given = search["given"]
         out += [f"GPT setting given (not searched): batch {given['batch_size']}, lr {given['lr']:g}, "
