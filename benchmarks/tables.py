@@ -43,13 +43,15 @@ def provenance(results: dict) -> str:
 
 
 def against(model: dict, reference: dict | None, label: str) -> str:
-    """Whether `model` beats `reference` on mean val loss by more than the model's seed spread."""
+    """Whether `model` beats `reference` on mean val loss by more than the model's seed spread (a model trained on
+    one seed has no spread: the gap is shown as it is, marked)."""
     if reference is None:
         return ""
     if model is reference:
         return label
     gap, noise = reference["val_loss"]["mean"] - model["val_loss"]["mean"], model["val_loss"]["std"]
-    return f"better by {gap:.3f} (spread {noise:.3f})" if gap > noise else f"not better ({gap:+.3f}, spread {noise:.3f})"
+    spread = "one seed" if len(model["val_loss"]["values"]) == 1 and not model["deterministic"] else f"spread {noise:.3f}"
+    return f"better by {gap:.3f} ({spread})" if gap > noise else f"not better ({gap:+.3f}, {spread})"
 
 
 def best_count_model(models: dict) -> dict | None:
@@ -140,7 +142,7 @@ def shakespeare_table(results: dict) -> str:
     seconds it took to reach the tuned GPT's 3-minute val loss, and its verdicts against the tuned GPT and the best
     count model; then the GPT search."""
     models = {name: m for name, m in results["models"].items() if "skipped" not in m}
-    out = []
+    out, reference = [], f"{min(results['budgets_minutes'], key=lambda m: abs(m - 3)):g}"  # the target's budget
     for budget in (f"{m:g}" for m in results["budgets_minutes"]):
         rows = {name: m[budget] for name, m in models.items() if budget in m}
         best_count = best_count_model(rows)
@@ -153,7 +155,7 @@ def shakespeare_table(results: dict) -> str:
             counted = row["deterministic"]
             reach = row.get("seconds_to_tuned_gpt_3min") or {}
             seconds = f"{reach['mean']:.0f}" if reach.get("mean") is not None else "never"
-            if name == "gpt_tuned":  # the target is its own mean final curve value
+            if name == "gpt_tuned" and budget == reference:  # the target is its own mean final curve value
                 seconds = "the target"
             steps, speed, precision = ("counted", "-", "-") if counted else (
                 f"{first['steps']:,}", f"{first['tokens_per_second']:,}", first["precision"])
