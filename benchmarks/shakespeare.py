@@ -458,8 +458,8 @@ def main() -> None:
         add_seconds_to(results["models"], threshold, budgets)
         plots = {f"{m:g}": plot(results["models"], out_path.with_name(f"{out_path.stem}_{m:g}min.png"), m,
                                 threshold).name for m in budgets}  # next to the JSON
-        this_part = {**provenance(args, args.seeds), "budgets_minutes": args.minutes, "models": names,
-                     **({"merged": [str(other) for other in args.merge]} if args.merge else {})}
+        this_part = {**provenance(args, args.seeds), "budgets_minutes": [] if args.merge else args.minutes,
+                     "models": names, **({"merged": [str(other) for other in args.merge]} if args.merge else {})}
         write_results(out_path, args, args.seeds, {**results, "parts": [*parts, this_part], "plots": plots,
                                                    "complete": complete, "protocol": (
             f"val / test loss over {FINAL_EVAL_TARGETS:,} chars of each split (evenly spread), measured after "

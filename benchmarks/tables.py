@@ -137,6 +137,15 @@ def generate_table(results: dict) -> str:
     return "\n".join(lines) + "\n\nCharacters per second. " + provenance(results)
 
 
+def part_heading(index: int, part: dict, parts: int) -> str:
+    """What one part of a results file made in parts did, before its provenance."""
+    if "merged" in part:
+        return f"Part {index} (merged {', '.join(Path(f).name for f in part['merged'])} into this file): "
+    if parts == 1:
+        return f"Seeds {part['seeds']}. "
+    return f"Part {index} ({', '.join(f'{m:g} min' for m in part['budgets_minutes'])}; seeds {part['seeds']}): "
+
+
 def shakespeare_table(results: dict) -> str:
     """Per budget: every model's params, steps, tokens/s, precision, val / test loss (mean ± std over seeds), the
     seconds it took to reach the tuned GPT's 3-minute val loss, and its verdicts against the tuned GPT and the best
@@ -181,8 +190,7 @@ def shakespeare_table(results: dict) -> str:
     skipped = [f"`{name}` ({m['skipped']})" for name, m in results["models"].items() if "skipped" in m]
     partial = "" if results.get("complete", True) else "**Incomplete: the run was still going when this was written.** "
     parts = results.get("parts") or [results]
-    made = [(f"Part {index} ({', '.join(f'{m:g} min' for m in part['budgets_minutes'])}; seeds {part['seeds']}): "
-             if len(parts) > 1 else f"Seeds {part['seeds']}. ") + provenance(part) for index, part in enumerate(parts)]
+    made = [part_heading(index, part, len(parts)) + provenance(part) for index, part in enumerate(parts)]
     skipped_line = f"Skipped: {', '.join(skipped)}. " if skipped else ""
     return "\n".join([*out, skipped_line + partial + " ".join(made)])
 

@@ -252,6 +252,7 @@ def test_shakespeare_merge_joins_two_parts_made_at_once_and_refuses_an_entry_bot
     results = json.loads(mine.read_text())
     assert [part.get("note") for part in results["parts"][1:3]] == ["bengio", "gpt_baby"]
     assert results["parts"][3]["merged"] == [str(theirs)]
+    assert "Part 3 (merged theirs.json into this file): " in tables.render("shakespeare", results)
     models = results["models"]
     assert models["gpt_baby"]["1"]["runs"] == json.loads(theirs.read_text())["models"]["gpt_baby"]["1"]["runs"]
     assert models["gpt_baby"]["1"]["part"] == 2 and models["bengio"]["1"]["part"] == 1
