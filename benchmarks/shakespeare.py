@@ -454,6 +454,11 @@ def main() -> None:
         setups["gpt_tuned"] = gpt_setup(*tuned_gpt_setting(args, results, data, runs, reference, len(parts)))
 
     def save(complete: bool) -> None:
+        keys = [f"{m:g}" for m in budgets]
+        for name in COUNT_MODELS:  # fitted once: the same entry at every budget, also at budgets added later
+            fitted = [results["models"][name][key] for key in keys if key in results["models"].get(name, {})]
+            for key in keys if fitted else []:
+                results["models"][name].setdefault(key, fitted[0])
         threshold = results["tuned_gpt_3min_val_loss"]
         add_seconds_to(results["models"], threshold, budgets)
         plots = {f"{m:g}": plot(results["models"], out_path.with_name(f"{out_path.stem}_{m:g}min.png"), m,

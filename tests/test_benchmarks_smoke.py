@@ -260,3 +260,15 @@ def test_shakespeare_merge_joins_two_parts_made_at_once_and_refuses_an_entry_bot
     twice = shakespeare_smoke(tmp_path, mine, "--extend", "--merge", str(theirs))
     assert twice.returncode != 0 and "both files trained gpt_baby at" in twice.stderr
     assert len(twice.stderr.strip().splitlines()) == 1
+
+
+def test_shakespeare_count_models_fill_a_budget_added_later_without_refitting(tmp_path):
+    out = tmp_path / "shakespeare.json"
+    assert shakespeare_smoke(tmp_path, out, "--only", "ngram3").returncode == 0
+    older = json.loads(out.read_text())
+    del older["models"]["ngram3"]["1"]  # as if the 1-minute budget had come in a later part without ngram3
+    out.write_text(json.dumps(older))
+    again = shakespeare_smoke(tmp_path, out, "--extend", "--only", "bengio")
+    assert again.returncode == 0 and "fitting counts" not in again.stdout, again.stderr[-2000:]
+    ngram3 = json.loads(out.read_text())["models"]["ngram3"]
+    assert ngram3["1"] == ngram3["0.5"] and ngram3["1"]["part"] == 0
