@@ -331,7 +331,10 @@ def plot(models: dict, path: Path, minutes: float, threshold: float | None) -> P
             continue
         at_budget = entry[key]
         if at_budget["deterministic"]:  # a count model: fitted in seconds, one level
-            ax.axhline(at_budget["curve"][0][1], linestyle="--", lw=1, color="gray", label=f"{name} (counts)")
+            level = at_budget["curve"][0][1]
+            ax.axhline(level, linestyle="--", lw=1, color="gray", label=f"{name} (counts)")
+            ax.annotate(name, (0.99, level), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                        fontsize=7, color="gray")
             continue
         seconds, losses = zip(*at_budget["curve"])
         ax.plot(seconds, losses, "o-", markersize=2, label=f"{name} ({at_budget['params'] / 1e3:.0f}k)")
