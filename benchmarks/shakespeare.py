@@ -21,9 +21,9 @@ it exists) are skipped with the reason recorded. Writes benchmarks/results/shake
 "seconds_to_tuned_gpt_3min"}}, ...} and one curve figure per budget (benchmarks/results/shakespeare_3min.png, ...).
 
 The whole table is hours of machine time, so it can be made in parts: `--extend` adds the budgets and models of
-this run to the existing file and trains only the (model, budget) entries it lacks, reusing the file's tuned-GPT
-setting. Each entry records the part that made it (`"part"`: an index into `"parts"`, which keeps every part's
-command, commit, date, machine, seeds and note); the evaluation settings must match the file's. When the GPT grid
+this run to the existing file and trains only the (model, budget) entries it lacks, and the seeds of --seeds an
+entry lacks, reusing the file's tuned-GPT setting. Each entry and each run records the part that made it (`"part"`:
+an index into `"parts"`, which keeps every part's command, commit, date, machine, seeds and note); the evaluation settings must match the file's. When the GPT grid
 has grown since the file's search, `--extend` with gpt_tuned trains only the new trials; if the best setting
 changes, the file's gpt_tuned entries are trained again with it (`"previous_best"` records the old one). Two parts
 can run at once, on copies of one file: `--extend --merge OTHER.json` then adds to this file the parts and entries
@@ -276,17 +276,18 @@ def smoke_steps(args) -> list[str]:
     return ["train.max_steps=3", "data.eval_batch_size=256"] if args.smoke else []
 
 
-def run_budget(name: str, setup, args, data: list[str], runs: Path, minutes: float) -> dict:
-    """One model for one budget over the seeds, with mean and spread."""
+def run_budget(name: str, setup, args, data: list[str], runs: Path, minutes: float, seeds: list[int],
+               part: int) -> dict:
+    """One model for one budget over `seeds`, each run marked with the `part` that made it."""
     per_seed = {}
-    for seed in args.seeds:
-        suffix = ("" if len(args.seeds) == 1 else f"_seed{seed}") + f"_{minutes:g}min"
-        per_seed[str(seed)] = train_one(setup, minutes, runs / f"shakespeare_{name}{suffix}",
-                                        [*data, *args.set, f"train.seed={seed}", *smoke_steps(args)],
-                                        args.eval_seconds)
+    for seed in seeds:
+        suffix = ("" if seeds == [0] else f"_seed{seed}") + f"_{minutes:g}min"
+        per_seed[str(seed)] = {**train_one(setup, minutes, runs / f"shakespeare_{name}{suffix}",
+                                           [*data, *args.set, f"train.seed={seed}", *smoke_steps(args)],
+                                           args.eval_seconds), "part": part}
         print(json.dumps({name: {k: v for k, v in per_seed[str(seed)].items() if k != "curve"}, "seed": seed,
                           "minutes": minutes}), flush=True)
-    return summarise(per_seed, deterministic=False)
+    return per_seed
 
 
 def summarise(per_seed: dict, deterministic: bool) -> dict:
@@ -367,9 +368,17 @@ def extend(results: dict, path: Path) -> list[dict]:
     return parts
 
 
+def made_in(entry) -> list[int]:
+    """The parts that made a (model, budget) entry and its runs (0 where a file predates part marks)."""
+    if not isinstance(entry, dict) or "runs" not in entry:
+        return []
+    return [entry.get("part", 0), *(run.get("part", 0) for run in entry["runs"].values())]
+
+
 def merge(results: dict, parts: list[dict], path: Path) -> None:
-    """--merge: add to `results` (and `parts`) the parts and entries of the file at `path` that it lacks; the two
-    files must start with the same parts (both extend one file), and an entry both made is an error."""
+    """--merge: add to `results` (and `parts`) the parts of the file at `path` that it lacks, with the entries (and
+    runs) they made; the two files must start with the same parts (both extend one file), and an entry both
+    changed is an error."""
     if not path.is_file():
         raise SystemExit(f"shakespeare.py: --merge: no results file {path}")
     other = json.loads(path.read_text())
@@ -378,16 +387,21 @@ def merge(results: dict, parts: list[dict], path: Path) -> None:
     if common == 0 or any(other.get(key, []) != results[key] for key in ("eval_every_training_seconds", "overrides")):
         raise SystemExit(f"shakespeare.py: --merge: {path} does not extend the same file with the same evaluation")
     new_index = {common + i: len(parts) + i for i in range(len(theirs) - common)}
+
+    def renumbered(record: dict) -> dict:
+        return {**record, "part": new_index.get(record.get("part", 0), record.get("part", 0))}
+
     for name, budgets in other["models"].items():
         ours = results["models"].setdefault(name, {})
         for key, entry in budgets.items():
-            new = isinstance(entry, dict) and entry.get("part", 0) >= common
-            if key in ours and new:
+            if not any(index >= common for index in made_in(entry)):  # from the parts both files share
+                ours.setdefault(key, entry)
+                continue
+            if any(index >= common for index in made_in(ours.get(key))):
                 raise SystemExit(f"shakespeare.py: --merge: both files trained {name} at {key} min")
-            if new and name == "gpt_tuned" and other["gpt_search"] != results["gpt_search"]:
+            if name == "gpt_tuned" and other["gpt_search"] != results["gpt_search"]:
                 raise SystemExit(f"shakespeare.py: --merge: {path} trained gpt_tuned with another GPT search")
-            if key not in ours:
-                ours[key] = {**entry, "part": new_index[entry["part"]]} if new else entry
+            ours[key] = {**renumbered(entry), "runs": {seed: renumbered(run) for seed, run in entry["runs"].items()}}
     parts.extend(theirs[common:])
     if results["tuned_gpt_3min_val_loss"] is None and other["gpt_search"] == results["gpt_search"]:
         results["tuned_gpt_3min_val_loss"] = other["tuned_gpt_3min_val_loss"]
@@ -497,12 +511,15 @@ def main() -> None:
         results["models"][name] = {key: value for key, value in done.items() if key != "skipped"}
         retrained = name == "gpt_tuned" and results["tuned_gpt_3min_val_loss"] is None
         for minutes in sorted({*args.minutes, reference}) if retrained else args.minutes:
-            if f"{minutes:g}" in results["models"][name]:
+            entry = results["models"][name].get(f"{minutes:g}", {"runs": {}, "part": len(parts)})
+            seeds = [seed for seed in args.seeds if str(seed) not in entry["runs"]]  # --extend may add seeds
+            if not seeds:
                 print(f"== {name}: {minutes:g} min already in {out_path.name}", flush=True)
                 continue
-            print(f"== {name}: {minutes:g} min, seeds {args.seeds}", flush=True)
+            print(f"== {name}: {minutes:g} min, seeds {seeds}", flush=True)
+            runs_made = run_budget(name, setups[name], args, data, runs, minutes, seeds, len(parts))
             results["models"][name][f"{minutes:g}"] = {
-                **run_budget(name, setups[name], args, data, runs, minutes), "part": len(parts)}
+                **summarise({**entry["runs"], **runs_made}, deterministic=False), "part": entry["part"]}
             if name == "gpt_tuned" and minutes == reference:
                 results["tuned_gpt_3min_val_loss"] = results["models"][name][f"{minutes:g}"][
                     "curve_final_val_loss"]["mean"]

@@ -254,7 +254,8 @@ def test_shakespeare_merge_joins_two_parts_made_at_once_and_refuses_an_entry_bot
     assert results["parts"][3]["merged"] == [str(theirs)]
     assert "Part 3 (merged theirs.json into this file): " in tables.render("shakespeare", results)
     models = results["models"]
-    assert models["gpt_baby"]["1"]["runs"] == json.loads(theirs.read_text())["models"]["gpt_baby"]["1"]["runs"]
+    their_run = json.loads(theirs.read_text())["models"]["gpt_baby"]["1"]["runs"]["0"]
+    assert models["gpt_baby"]["1"]["runs"]["0"] == {**their_run, "part": 2}  # their part 1 is part 2 here
     assert models["gpt_baby"]["1"]["part"] == 2 and models["bengio"]["1"]["part"] == 1
     assert models["ngram3"]["1"]["part"] == 0
     twice = shakespeare_smoke(tmp_path, mine, "--extend", "--merge", str(theirs))
@@ -272,3 +273,24 @@ def test_shakespeare_count_models_fill_a_budget_added_later_without_refitting(tm
     assert again.returncode == 0 and "fitting counts" not in again.stdout, again.stderr[-2000:]
     ngram3 = json.loads(out.read_text())["models"]["ngram3"]
     assert ngram3["1"] == ngram3["0.5"] and ngram3["1"]["part"] == 0
+
+
+def test_shakespeare_extend_adds_the_seeds_an_entry_lacks_and_a_merge_takes_them(tmp_path):
+    base, mine, theirs = (tmp_path / f"{name}.json" for name in ("base", "mine", "theirs"))
+    assert shakespeare_smoke(tmp_path, base, "--only", "bengio", "gpt_baby").returncode == 0
+    mine.write_text(base.read_text())
+    theirs.write_text(base.read_text())
+    more = shakespeare_smoke(tmp_path, theirs, "--extend", "--only", "bengio", "gpt_baby", "--seeds", "0", "1")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "== bengio: 0.5 min, seeds [1]" in more.stdout  # seed 0 is in the file already
+    bengio = json.loads(theirs.read_text())["models"]["bengio"]["0.5"]
+    assert sorted(bengio["runs"]) == ["0", "1"] and len(bengio["val_loss"]["values"]) == 2
+    assert [bengio["part"], bengio["runs"]["0"].get("part", 0), bengio["runs"]["1"]["part"]] == [0, 0, 1]
+    assert shakespeare_smoke(tmp_path, mine, "--extend", "--only", "ngram3").returncode == 0
+    merged = shakespeare_smoke(tmp_path, mine, "--extend", "--merge", str(theirs))
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    results = json.loads(mine.read_text())
+    assert results["models"]["bengio"]["0.5"]["runs"]["1"]["part"] == 2  # their part 1 is part 2 here
+    assert results["models"]["bengio"]["0.5"]["val_loss"] == bengio["val_loss"]
+    assert "ngram3" in results["models"]
+
