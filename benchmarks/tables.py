@@ -307,7 +307,27 @@ def context_table(results: dict) -> str:
                                "model keeps its T = 64 chars per step. " + provenance(results))
 
 
-RENDERERS = {"generate": generate_table, "names": names_table, "fashion_mnist": fashion_mnist_table,
+def bigdata_table(results: dict) -> str:
+    """Per corpus: bytes, preparation seconds, the highest peak RSS and the median tokens/s over the repeats (each
+    run listed), and the two targets' verdicts."""
+    lines = ["| corpus | bytes | prepared in (s) | peak RSS (MB), the highest run | tokens/s, the median run | "
+             "training seconds per run |", "| --- | ---: | ---: | --- | --- | --- |"]
+    for corpus in ("small", "big"):
+        runs = results["runs"][corpus]
+        rss = " / ".join(f"{run['peak_rss_mb']:.1f}" for run in runs)
+        speeds = ", ".join(f"{run['tokens_per_s']:,.0f}" for run in runs)
+        seconds = " / ".join(f"{run['train_seconds']:.1f}" for run in runs)
+        lines.append(f"| {corpus} | {results['corpus_bytes'][corpus]:,} | {results['prepare_seconds'][corpus]:g} | "
+                     f"{results['peak_rss_mb'][corpus]:.1f} (runs: {rss}) | {results['tokens_per_s'][corpus]:,} "
+                     f"(runs: {speeds}) | {seconds} |")
+    rss, ratio = results["rss_difference_mb"], results["tokens_per_s_ratio_big_over_small"]
+    verdicts = (f"Peak RSS big minus small: {rss:+.1f} MB (target: within 100 MB, "
+                f"{'met' if abs(rss) <= 100 else 'missed'}); tokens/s big / small: {ratio:.3f} (target: within 10%, "
+                f"{'met' if abs(ratio - 1) <= 0.1 else 'missed'}). ")
+    return "\n".join(lines) + f"\n\n{results['steps']:,} steps per training. " + verdicts + provenance(results)
+
+
+RENDERERS = {"generate": generate_table, "bigdata": bigdata_table, "names": names_table, "fashion_mnist": fashion_mnist_table,
              "precision": precision_table, "shakespeare": shakespeare_table, "blocks": blocks_table,
              "bengio_three": bengio_three_table, "context": context_table,
              "highorder:layer_speed": layer_speed_table, "highorder:memorisation": memorisation_table,
