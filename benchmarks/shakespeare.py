@@ -22,12 +22,13 @@ it exists) are skipped with the reason recorded. Writes benchmarks/results/shake
 
 The whole table is hours of machine time, so it can be made in parts: `--extend` adds the budgets and models of
 this run to the existing file and trains only the (model, budget) entries it lacks, and the seeds of --seeds an
-entry lacks, reusing the file's tuned-GPT setting. Each entry and each run records the part that made it (`"part"`:
-an index into `"parts"`, which keeps every part's command, commit, date, machine, seeds and note); the evaluation settings must match the file's. When the GPT grid
-has grown since the file's search, `--extend` with gpt_tuned trains only the new trials; if the best setting
-changes, the file's gpt_tuned entries are trained again with it (`"previous_best"` records the old one). Two parts
-can run at once, on copies of one file: `--extend --merge OTHER.json` then adds to this file the parts and entries
-of OTHER.json it lacks (training nothing), and fails if both made the same entry.
+entry lacks, reusing the file's tuned-GPT setting. Each entry and each run records the part that made it
+(`"part"`: an index into `"parts"`, which keeps every part's command, commit, date, machine, seeds and note); the
+evaluation settings must match the file's. When the GPT grid has grown since the file's search, `--extend` with
+gpt_tuned trains only the new trials; if the best setting changes, the file's gpt_tuned entries are trained again
+with it (`"previous_best"` records the old one). Two parts can run at once, on copies of one file:
+`--extend --merge OTHER.json` then adds to this file the parts of OTHER.json it lacks with the entries they made
+(training nothing), and fails on an entry both files changed.
 """
 
 from __future__ import annotations

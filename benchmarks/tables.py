@@ -50,7 +50,8 @@ def against(model: dict, reference: dict | None, label: str) -> str:
     if model is reference:
         return label
     gap, noise = reference["val_loss"]["mean"] - model["val_loss"]["mean"], model["val_loss"]["std"]
-    spread = "one seed" if len(model["val_loss"]["values"]) == 1 and not model["deterministic"] else f"spread {noise:.3f}"
+    one_seed = len(model["val_loss"]["values"]) == 1 and not model["deterministic"]
+    spread = "one seed" if one_seed else f"spread {noise:.3f}"
     return f"better by {gap:.3f} ({spread})" if gap > noise else f"not better ({gap:+.3f}, {spread})"
 
 
@@ -327,7 +328,8 @@ def bigdata_table(results: dict) -> str:
     return "\n".join(lines) + f"\n\n{results['steps']:,} steps per training. " + verdicts + provenance(results)
 
 
-RENDERERS = {"generate": generate_table, "bigdata": bigdata_table, "names": names_table, "fashion_mnist": fashion_mnist_table,
+RENDERERS = {"generate": generate_table, "bigdata": bigdata_table, "names": names_table,
+             "fashion_mnist": fashion_mnist_table,
              "precision": precision_table, "shakespeare": shakespeare_table, "blocks": blocks_table,
              "bengio_three": bengio_three_table, "context": context_table,
              "highorder:layer_speed": layer_speed_table, "highorder:memorisation": memorisation_table,
