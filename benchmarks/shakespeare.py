@@ -131,6 +131,9 @@ CAUSAL_MIXER = {"name": "causal_mixer", "embedding_dim": 128, "depth": 4, "chann
 GMLP = {"name": "gmlp", "embedding_dim": 128, "depth": 4, "ffn_dim": 512, "num_heads": 4}
 
 
+GPT_SETTING = ("batch_size", "lr", "width")  # what the GPT search chooses
+
+
 def gpt_setup(batch_size: int, lr: float, width: int) -> tuple[dict, list[str]]:
     """The reference GPT (4 layers, 4 heads, block 64) at one batch size, learning rate and width."""
     return ({"name": "bench_gpt", "dim": width, "depth": 4, "heads": 4},
@@ -167,6 +170,11 @@ def seconds_to(curve: list, threshold: float | None) -> float | None:
     if threshold is None:
         return None
     return next((seconds for seconds, loss in curve if loss <= threshold), None)
+
+
+def fitted_count_entry(entries: dict, budgets: list[float]) -> dict | None:
+    """A count model's entry (fitted once, the same at every budget), or None before its fit."""
+    return next((entries[f"{m:g}"] for m in budgets if f"{m:g}" in entries), None)
 
 
 def fit_count_model(order: int, run_dir: Path, extra: list[str]) -> dict:
@@ -265,7 +273,7 @@ def search_gpt(args, data: list[str], runs: Path, minutes: float, earlier: dict,
         trial(best["batch_size"], best["lr"], width, stage=2)
     best = min(trials, key=lambda r: r["val_loss"])
     return {"grid": grid, "minutes": minutes, "seed": seed, "trials": trials,
-            "best": {k: best[k] for k in ("batch_size", "lr", "width", "val_loss")},
+            "best": {k: best[k] for k in (*GPT_SETTING, "val_loss")},
             "method": "stage 1: every batch_size x lr at the first width; stage 2: the other widths at the best "
                       "(batch_size, lr); each trial trained for the search budget on the first seed and ranked by "
                       f"val loss over {FINAL_EVAL_TARGETS:,} val chars (the test split is never looked at); the "
@@ -414,14 +422,14 @@ def tuned_gpt_setting(args, results: dict, data: list[str], runs: Path, referenc
     best drops the file's gpt_tuned entries, trained with the old one."""
     earlier = results["gpt_search"] or {}
     if "given" in earlier or (args.gpt_setting and not earlier):
-        given = earlier.get("given") or dict(zip(("batch_size", "lr", "width"), (
+        given = earlier.get("given") or dict(zip(GPT_SETTING, (
             int(args.gpt_setting[0]), float(args.gpt_setting[1]), int(args.gpt_setting[2]))))
         results["gpt_search"] = {"given": given}
-        return given["batch_size"], given["lr"], given["width"]
+        return tuple(given[key] for key in GPT_SETTING)
     search = search_gpt(args, data, runs, reference, earlier, part)
-    setting = [search["best"][key] for key in ("batch_size", "lr", "width")]
+    setting = [search["best"][key] for key in GPT_SETTING]
     previous = earlier.get("best")
-    if previous and [previous[key] for key in ("batch_size", "lr", "width")] != setting:
+    if previous and [previous[key] for key in GPT_SETTING] != setting:
         print(f"== gpt_tuned: the search's best is now {setting} (was {previous}): trained again", flush=True)
         results["models"].pop("gpt_tuned", None)
         results["tuned_gpt_3min_val_loss"] = None
@@ -472,11 +480,11 @@ def main() -> None:
         setups["gpt_tuned"] = gpt_setup(*tuned_gpt_setting(args, results, data, runs, reference, len(parts)))
 
     def save(complete: bool) -> None:
-        keys = [f"{m:g}" for m in budgets]
         for name in COUNT_MODELS:  # fitted once: the same entry at every budget, also at budgets added later
-            fitted = [results["models"][name][key] for key in keys if key in results["models"].get(name, {})]
-            for key in keys if fitted else []:
-                results["models"][name].setdefault(key, fitted[0])
+            entries = results["models"].get(name, {})
+            fitted = fitted_count_entry(entries, budgets)
+            if fitted is not None:
+                entries.update({f"{m:g}": entries.get(f"{m:g}", fitted) for m in budgets})
         threshold = results["tuned_gpt_3min_val_loss"]
         add_seconds_to(results["models"], threshold, budgets)
         plots = {f"{m:g}": plot(results["models"], out_path.with_name(f"{out_path.stem}_{m:g}min.png"), m,
@@ -494,15 +502,14 @@ def main() -> None:
     for name in names:
         done = results["models"].get(name, {})
         if name in COUNT_MODELS:
-            entry = next((done[key] for key in done if key != "skipped"), None)  # fitted once, at every budget
-            if entry is None:
+            if fitted_count_entry(done, budgets) is None:
                 print(f"== {name}: fitting counts", flush=True)
                 fitted = fit_count_model(COUNT_MODELS[name], runs / f"shakespeare_{name}",
                                          [*data, *args.set, *smoke_steps(args)])
                 print(json.dumps({name: {k: v for k, v in fitted.items() if k != "curve"}}), flush=True)
-                entry = {**summarise({str(args.seeds[0]): fitted}, deterministic=True), "part": len(parts)}
-            results["models"][name] = {f"{m:g}": entry for m in budgets}
-            save(complete=False)
+                results["models"][name] = {f"{budgets[0]:g}": {
+                    **summarise({str(args.seeds[0]): fitted}, deterministic=True), "part": len(parts)}}
+            save(complete=False)  # which puts the entry at every budget
             continue
         reason = unavailable(setups[name][0])
         if reason:

@@ -91,8 +91,8 @@ def numbers_in(value) -> list[float]:
 
 def missing_decimals(result: str, files: list[str]) -> list[str]:
     """The decimals typed in a glance row's result cell that none of its results files holds."""
-    raw = "".join((tables.RESULTS / f"{name}.json").read_text() for name in files)
-    values = [n for name in files for n in numbers_in(json.loads((tables.RESULTS / f"{name}.json").read_text()))]
+    texts = [(tables.RESULTS / f"{name}.json").read_text() for name in files]
+    raw, values = "".join(texts), [n for text in texts for n in numbers_in(json.loads(text))]
     prose = re.sub(r"`[^`]*`", "", result)  # commands and file names are not results
     missing = []
     for typed in re.findall(r"(?<![\w.])\d[\d,]*\.\d+(?:e-?\d+)?", prose):
